@@ -1,0 +1,44 @@
+# sidrec: the two commands a newcomer runs are `make demo` and `make test`.
+# Override the torch build for a CUDA machine, e.g.
+#   make demo TORCH_SPEC="torch==2.13.0" TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SIDREC := $(VENV)/bin/sidrec
+STAMP := $(VENV)/.sidrec-installed
+DEV_STAMP := $(VENV)/.sidrec-dev-installed
+
+.PHONY: install install-dev demo test bench-classic clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# torch first: otherwise pip resolves torch from PyPI with gigabytes of CUDA packages.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[dev]"
+	touch $@
+
+install: $(STAMP)
+install-dev: $(DEV_STAMP)
+
+demo: install
+	$(SIDREC) demo
+
+# pytest exits 5 when it collects no test: that is a failure, not a pass.
+test: install-dev
+	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench-classic: install
+	$(PY) benchmarks/classic.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic I/O, run folders, seeding, devices, progress bars."""
