@@ -131,6 +131,7 @@ def finalize(
     notes: list[str] | None = None,
 ) -> Dataset:
     """Assemble and validate a Dataset from ready splits (used directly by importers of given splits)."""
+    items = normalize_items(items, source)
     info = DatasetInfo(
         name=name,
         source=source,

@@ -74,7 +74,8 @@ def title_filter(items: pd.DataFrame, max_words: int | None = 40) -> tuple[pd.Da
     out = items[~bad]
     return out, FilterRecord(
         name="title_filter",
-        description=f"items with a missing, empty, HTML-like or over-{max_words}-word title",
+        description="items with a missing, empty or HTML-like title"
+        + (f" or one over {max_words} words" if max_words is not None else ""),
         removed_items=int(bad.sum()),
     )
 

@@ -1,0 +1,1 @@
+"""The `sidrec` command line: a thin typer layer over documented Python functions."""

@@ -1,0 +1,1 @@
+"""Jobs the CLI runs, as plain Python functions (usable from notebooks)."""

@@ -1,0 +1,32 @@
+"""Shared fixtures: where the real datasets live, small hand-built datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared/data; skips the test with a clear message when it is absent."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real dataset not found at {p} (the shared data folder sits beside the repo)")
+    return p
+
+
+@pytest.fixture
+def tiny_interactions() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Four users, six items, with a timestamp tie to exercise the stable tie rule."""
+    items = pd.DataFrame({"item_id": [f"i{k}" for k in range(6)], "title": [f"Item {k}" for k in range(6)]})
+    rows = [
+        ("u1", "i0", 10), ("u1", "i1", 20), ("u1", "i2", 20), ("u1", "i3", 30), ("u1", "i4", 40),
+        ("u2", "i5", 5), ("u2", "i0", 6), ("u2", "i1", 7),
+        ("u3", "i2", 1), ("u3", "i3", 2),
+        ("u4", "i4", 100), ("u4", "i5", 50), ("u4", "i0", 200), ("u4", "i1", 300),
+    ]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    return items, inter
