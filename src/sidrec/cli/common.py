@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sidrec.errors import SidrecError
@@ -27,7 +28,7 @@ def friendly_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except SidrecError as e:
-            err_console.print(f"[bold red]error:[/] {e}")
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True, highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
