@@ -9,6 +9,7 @@ import typer
 
 from sidrec import __version__
 from sidrec.cli import data as data_cli
+from sidrec.cli import sids as sids_cli
 from sidrec.cli.common import console, friendly_errors, metrics_table, parse_overrides
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(sids_cli.app, name="sids")
 train_app = typer.Typer(help="Train a model into a run folder.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 eval_app = typer.Typer(help="Evaluate a run (`sidrec eval --run RUN`) or compare two (`sidrec eval compare A B`).")
