@@ -23,6 +23,7 @@ from _common import RESULTS, ROOT, SHARED_DATA, mean_ci, write_result
 from sidrec.data.dataset import Dataset
 from sidrec.data.importers import import_dataset
 from sidrec.pipelines.classic import train_classic
+from sidrec.utils.io import read_json, write_json
 
 PUBLISHED = {"beauty": {"sasrec": {"hr@5": 0.0387, "ndcg@5": 0.0249, "hr@10": 0.0605, "ndcg@10": 0.0318}}}
 DATASETS = {
@@ -50,7 +51,15 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-classic")
     ap.add_argument("--set", nargs="*", default=[], help="training overrides key=value for sasrec/gru4rec")
     ap.add_argument("--name", default="classic")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (1 avoids oversubscription when "
+                    "several benchmark processes share the CPU)")
+    ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --work (their bench_row.json)")
+    ap.add_argument("--collect", action="store_true", help="only collect finished runs in --work; train nothing")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     overrides: dict[str, Any] = {}
     for kv in args.set:
         k, v = kv.split("=", 1)
@@ -67,6 +76,12 @@ def main() -> None:
             seeds = [0] if model == "pop" else args.seeds  # popularity is deterministic
             for seed in seeds:
                 out = args.work / ds_name / f"{model}-s{seed}"
+                if (args.reuse or args.collect) and (out / "bench_row.json").exists():
+                    raw.append(read_json(out / "bench_row.json"))
+                    console.print(f"  {model} seed {seed}: reused {out}")
+                    continue
+                if args.collect:
+                    continue
                 t0 = time.perf_counter()
                 m = train_classic(model, data_dir, out, overrides={**overrides, "seed": seed} if model != "pop" else None,
                                   overwrite=True)
@@ -75,6 +90,7 @@ def main() -> None:
                        "test": {k: m["test"][k] for k in METRICS}, "valid": {k: m["valid"][k] for k in METRICS},
                        "epochs": m.get("epochs_trained"), "best_epoch": m.get("best_epoch")}
                 raw.append(row)
+                write_json(out / "bench_row.json", row)
                 console.print(f"  {model} seed {seed}: test NDCG@10 {row['test']['ndcg@10']:.4f} "
                               f"HR@10 {row['test']['hr@10']:.4f} ({wall:.0f} s)")
 
@@ -85,6 +101,8 @@ def main() -> None:
     for ds_name in args.datasets:
         for model in args.models:
             rows = [r for r in raw if r["dataset"] == ds_name and r["model"] == model]
+            if not rows:
+                continue
             agg = {k: mean_ci([r["test"][k] for r in rows]) for k in METRICS}
             wall = mean_ci([r["wall_seconds"] for r in rows])
             key = "ml100k" if ds_name == "ml100k" else ds_name
@@ -101,6 +119,7 @@ def main() -> None:
             table.add_row(ds_name, model, str(len(rows)), *cells, f"{wall['median']:.0f}", ratio)
     console.print(table)
     path = write_result(args.name, summary=summary, config={"models": args.models, "seeds": args.seeds,
+                                                              "threads": args.threads,
                                                               "overrides": overrides, "protocol": "leave-one-out, history<=20, full ranking"},
                         raw=raw, published=PUBLISHED)
     console.print(f"wrote {path.relative_to(ROOT)}")

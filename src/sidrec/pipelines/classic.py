@@ -48,7 +48,6 @@ def train_classic(
             values.update(read_yaml(config_file) or {})
         values.update(overrides or {})
         values["model"] = model
-        values.pop("data", None)
         config = SequentialTrainConfig.model_validate(values)
         return SequentialTrainer(config, dataset, run).train(resume=resume)
     finally:
@@ -63,7 +62,7 @@ def load_ranks(run: str | Path, split: str = "test") -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def evaluate_run(run: str | Path, split: str = "test", *, device: str = "auto", batch_size: int = 512) -> dict[str, Any]:
+def evaluate_run(run: str | Path, split: str = "test", *, device: str = "auto", batch_size: int | None = None) -> dict[str, Any]:
     """Re-evaluate a classic run's saved model on a split; writes metrics_<split>.json and ranks_<split>.parquet."""
     from sidrec.evaluation.ranking import evaluate_split, save_ranks
     from sidrec.models.base import load_model
@@ -74,12 +73,15 @@ def evaluate_run(run: str | Path, split: str = "test", *, device: str = "auto", 
     cfg_path = run / "config.yaml"
     if not cfg_path.exists():
         raise SidrecError(f"{run} is not a run folder (config.yaml missing)")
-    cfg = read_yaml(cfg_path)
-    dataset = Dataset.load(cfg["data"])
+    cfg = read_yaml(cfg_path) or {}
+    if not cfg.get("dataset"):
+        raise SidrecError(f"{cfg_path} names no dataset folder (key 'dataset')")
+    dataset = Dataset.load(cfg["dataset"])
     dev = resolve_device(device)
-    model, _ = load_model(run / "model", device=dev)
-    metrics, ranks = evaluate_split(model, dataset, split, batch_size=batch_size, device=dev,
-                                    max_history=cfg.get("max_history"))
+    model, item_ids = load_model(run / "model", device=dev)
+    if item_ids != dataset.item_ids:
+        raise SidrecError(f"the model in {run / 'model'} was trained on another item catalogue than {cfg['dataset']}")
+    metrics, ranks = evaluate_split(model, dataset, split, batch_size=batch_size, device=dev)
     save_ranks(run / f"ranks_{split}.parquet", dataset.split(split), ranks)
     write_json(run / f"metrics_{split}.json", metrics)
     return metrics
