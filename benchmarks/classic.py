@@ -23,7 +23,7 @@ from _common import RESULTS, ROOT, SHARED_DATA, mean_ci, write_result
 from sidrec.data.dataset import Dataset
 from sidrec.data.importers import import_dataset
 from sidrec.pipelines.classic import train_classic
-from sidrec.utils.io import read_json, write_json
+from sidrec.utils.io import read_json, read_yaml, write_json
 
 PUBLISHED = {"beauty": {"sasrec": {"hr@5": 0.0387, "ndcg@5": 0.0249, "hr@10": 0.0605, "ndcg@10": 0.0318}}}
 DATASETS = {
@@ -77,7 +77,9 @@ def main() -> None:
             for seed in seeds:
                 out = args.work / ds_name / f"{model}-s{seed}"
                 if (args.reuse or args.collect) and (out / "bench_row.json").exists():
-                    raw.append(read_json(out / "bench_row.json"))
+                    row = read_json(out / "bench_row.json")
+                    row["config"] = read_yaml(out / "config.yaml")
+                    raw.append(row)
                     console.print(f"  {model} seed {seed}: reused {out}")
                     continue
                 if args.collect:
@@ -88,7 +90,8 @@ def main() -> None:
                 wall = time.perf_counter() - t0
                 row = {"dataset": ds_name, "model": model, "seed": seed, "wall_seconds": round(wall, 1),
                        "test": {k: m["test"][k] for k in METRICS}, "valid": {k: m["valid"][k] for k in METRICS},
-                       "epochs": m.get("epochs_trained"), "best_epoch": m.get("best_epoch")}
+                       "epochs": m.get("epochs_trained"), "best_epoch": m.get("best_epoch"),
+                       "config": read_yaml(out / "config.yaml")}
                 raw.append(row)
                 write_json(out / "bench_row.json", row)
                 console.print(f"  {model} seed {seed}: test NDCG@10 {row['test']['ndcg@10']:.4f} "
