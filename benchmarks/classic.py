@@ -109,6 +109,7 @@ def main() -> None:
             agg = {k: mean_ci([r["test"][k] for r in rows]) for k in METRICS}
             wall = mean_ci([r["wall_seconds"] for r in rows])
             key = "ml100k" if ds_name == "ml100k" else ds_name
+            summary[f"{key}.{model}.seeds"] = len(rows)
             for k in METRICS:
                 summary[f"{key}.{model}.{k.replace('hr@', 'recall@') if k.startswith('hr@') else k}"] = agg[k]["mean"]
                 if k.startswith("hr@"):
