@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+
+from sidrec.data.build import build_dataset
+from sidrec.data.dataset import Dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -30,3 +34,27 @@ def tiny_interactions() -> tuple[pd.DataFrame, pd.DataFrame]:
     ]
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
     return items, inter
+
+
+def chain_dataset(
+    n_users: int = 300,
+    n_items: int = 40,
+    seed: int = 0,
+    *,
+    lengths: tuple[int, int] = (5, 12),
+    max_history: int = 6,
+    path: Path | None = None,
+) -> Dataset:
+    """Each user walks item i → i+1 (mod n_items) from a random start, for lengths[0] ≤ n < lengths[1] steps."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        start, length = int(rng.integers(n_items)), int(rng.integers(*lengths))
+        rows += [(f"u{u}", f"i{(start + k) % n_items}", k) for k in range(length)]
+    items = pd.DataFrame({"item_id": [f"i{j}" for j in range(n_items)]})
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    ds = build_dataset(name="chain", source="test", format="test", items=items, interactions=inter,
+                       max_history=max_history, time_kind="order", synthetic=True)
+    if path is not None:
+        ds.save(path)
+    return ds

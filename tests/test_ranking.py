@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from sidrec.data.build import build_dataset
 from sidrec.data.dataset import EncodedSplit
 from sidrec.evaluation.metrics import ranks_from_scores
 from sidrec.evaluation.ranking import evaluate_split, fast_ranks, load_ranks, rank_targets, save_ranks
 from sidrec.models import PopularityModel
+
+from .conftest import chain_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -20,19 +21,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-def chain_dataset(n_users: int = 60, n_items: int = 20, seed: int = 0):
-    """Each user walks item i → i+1 (mod n_items) from a random start."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n_users):
-        start, length = int(rng.integers(n_items)), int(rng.integers(4, 9))
-        rows += [(f"u{u}", f"i{(start + k) % n_items}", k) for k in range(length)]
-    items = pd.DataFrame({"item_id": [f"i{j}" for j in range(n_items)]})
-    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
-    return build_dataset(name="chain", source="test", format="test", items=items, interactions=inter,
-                         max_history=5, time_kind="order", synthetic=True)
 
 
 def test_fast_ranks_equal_reference_with_and_without_ties():
@@ -76,7 +64,7 @@ def test_exclude_history_pushes_history_items_down():
 
 
 def test_save_and_load_ranks_in_split_order(tmp_path):
-    ds = chain_dataset()
+    ds = chain_dataset(60, 20, lengths=(4, 9), max_history=5)
     split = ds.split("test")
     ranks = np.arange(1, len(split) + 1)
     save_ranks(tmp_path / "r.parquet", split, ranks)
@@ -92,7 +80,7 @@ def test_save_and_load_ranks_in_split_order(tmp_path):
 
 
 def test_evaluate_split_with_popularity():
-    ds = chain_dataset()
+    ds = chain_dataset(60, 20, lengths=(4, 9), max_history=5)
     model = PopularityModel.fit(ds)
     # every train-period interaction counted once: all items of each user except valid and test targets
     assert model.counts.sum().item() == len(ds.interactions) - 2 * len(ds.split("test"))

@@ -11,7 +11,6 @@ import pytest
 import torch
 import yaml
 
-from sidrec.data.build import build_dataset
 from sidrec.errors import ConfigError
 from sidrec.evaluation.ranking import load_ranks
 from sidrec.models import load_model
@@ -25,6 +24,8 @@ from sidrec.training import (
 )
 from sidrec.utils.runs import RunDir
 
+from .conftest import chain_dataset
+
 FAST = {"hidden_size": 32, "num_layers": 1, "batch_size": 32, "lr": 0.01, "dropout": 0.1, "device": "cpu"}
 
 
@@ -34,22 +35,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-def chain_dataset(n_users: int = 300, n_items: int = 40, seed: int = 0, path=None):
-    """Each user walks item i → i+1 (mod n_items) from a random start; histories ≤ 6 (some get cut)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n_users):
-        start, length = int(rng.integers(n_items)), int(rng.integers(5, 12))
-        rows += [(f"u{u}", f"i{(start + k) % n_items}", k) for k in range(length)]
-    items = pd.DataFrame({"item_id": [f"i{j}" for j in range(n_items)]})
-    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
-    ds = build_dataset(name="chain", source="test", format="test", items=items, interactions=inter,
-                       max_history=6, time_kind="order", synthetic=True)
-    if path is not None:
-        ds.save(path)
-    return ds
 
 
 @pytest.fixture(scope="module")
