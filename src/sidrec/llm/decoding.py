@@ -1,0 +1,186 @@
+"""Trie-constrained beam search and exact ranking over semantic IDs (methods.md §6).
+
+    stepper = CausalLMStepper(model)            # or Seq2SeqStepper(t5) for TIGER
+    items, scores = beam_search(stepper, token_trie, input_ids, attention_mask, num_beams=20, top_k=10)
+    scores_all = exact_item_scores(stepper, token_trie, input_ids, attention_mask)   # [B, n_items]
+
+Both score a SID by the sum of its tokens' log-probabilities under the model's full-vocabulary
+softmax (what `generate(prefix_allowed_tokens_fn=...)` ranks by), so beam search is an
+approximation of the exact ranking and nothing else.
+
+Beam search: one prefill of the (left-padded) prompts with a KV cache, then one single-token
+forward per further SID level for all prompts × beams at once. Allowed tokens come from the
+trie as padded id lists (a gather of the allowed logits, no full-vocabulary mask); the top
+`num_beams` (prompt, beam, token) candidates per prompt are picked with one `topk` over
+[B, beams × children]; the cache rows are reordered with one index_select. There is no Python
+loop over prompts or beams, no sampling and no inherited generation config: nothing here reads
+`model.generation_config`. Every returned item is a real item, by construction (invalid = 0).
+
+Exact ranking: the prompt's KV cache is computed once and shared; then, depth by depth, every
+trie node's prefix is scored for all prompts in chunks of nodes, and each item's score is the
+sum of its levels' log-probabilities.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+from sidrec.sids.trie import TokenTrie
+
+NEG_INF = float("-inf")
+
+
+class Stepper(Protocol):
+    """A model seen as: prefill prompts, then extend each row by one token."""
+
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """(next-token logits [B, V], state)."""
+
+    def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """Feed tokens [N] (one per state row) → (logits [N, V], new state)."""
+
+    def select(self, state: Any, rows: torch.Tensor) -> Any:
+        """A state whose row i is row `rows[i]` of `state` (reorder / repeat / shrink)."""
+
+
+class CausalLMStepper:
+    """Any Hugging Face causal LM (or peft wrapper) with a KV cache; left-padded prompts."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    @torch.no_grad()
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         use_cache=True, logits_to_keep=1)
+        next_pos = attention_mask.long().sum(-1)
+        return out.logits[:, -1, :], (out.past_key_values, attention_mask, next_pos)
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        past, mask, next_pos = state
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        out = self.model(input_ids=tokens.view(-1, 1), attention_mask=mask, position_ids=next_pos.view(-1, 1),
+                         past_key_values=past, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :], (out.past_key_values, mask, next_pos + 1)
+
+    def select(self, state: Any, rows: torch.Tensor) -> Any:
+        past, mask, next_pos = state
+        past.reorder_cache(rows)
+        return past, mask[rows], next_pos[rows]
+
+
+def _logprobs_of(logits: torch.Tensor, token_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[token_ids] over the full vocabulary; -inf where not valid."""
+    logits = logits.float()
+    lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+    out = logits.gather(1, token_ids) - lse
+    return out.masked_fill(~valid, NEG_INF)
+
+
+@torch.no_grad()
+def beam_search(
+    stepper: Stepper,
+    token_trie: TokenTrie,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    num_beams: int = 20,
+    top_k: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-`top_k` distinct items per prompt: (item indices [B, K], log-prob scores [B, K]), best first.
+
+    Deterministic. Rows with fewer than K reachable items are padded with item -1 / score -inf.
+    """
+    trie = token_trie.trie
+    device = input_ids.device
+    top_k = num_beams if top_k is None else top_k
+    if top_k > num_beams:
+        raise ValueError(f"top_k={top_k} cannot exceed num_beams={num_beams}")
+    batch = input_ids.shape[0]
+    logits, state = stepper.prefill(input_ids, attention_mask)
+    nodes = torch.zeros(batch, dtype=torch.long, device=device)  # the root, per prompt
+    scores = torch.zeros(batch, 1, device=device)
+    width = 1  # beams per prompt so far
+    tokens = None
+    for depth in range(trie.depth):
+        if depth > 0:
+            logits, state = stepper.step(tokens.reshape(-1), state)
+        flat_nodes = nodes.reshape(-1)
+        child, _, valid = trie.allowed_children(depth, flat_nodes)  # [B*width, C]
+        tok, _ = token_trie.allowed_token_ids(depth, flat_nodes)
+        n_children = child.shape[1]
+        cand = scores.reshape(-1, 1) + _logprobs_of(logits, tok, valid)  # [B*width, C]
+        cand = cand.view(batch, width * n_children)
+        k = min(num_beams, width * n_children)
+        scores, pos = cand.topk(k, dim=1)  # sorted, deterministic
+        src_beam = torch.div(pos, n_children, rounding_mode="floor")
+        flat_pos = (torch.arange(batch, device=device).unsqueeze(1) * width + src_beam) * n_children + pos % n_children
+        alive = torch.isfinite(scores)
+        nodes = torch.where(alive, child.reshape(-1)[flat_pos], torch.full_like(flat_pos, -1))
+        tokens = tok.reshape(-1)[flat_pos]
+        if depth + 1 < trie.depth:
+            rows = (torch.arange(batch, device=device).unsqueeze(1) * width + src_beam).reshape(-1)
+            state = stepper.select(state, rows)
+        width = k
+    items = trie.leaf_items(nodes.reshape(-1)).view(batch, width)
+    items = torch.where(torch.isfinite(scores), items, torch.full_like(items, -1))
+    if width < top_k:  # fewer items reachable than asked
+        pad = top_k - width
+        items = torch.cat([items, items.new_full((batch, pad), -1)], dim=1)
+        scores = torch.cat([scores, scores.new_full((batch, pad), NEG_INF)], dim=1)
+    return items[:, :top_k], scores[:, :top_k]
+
+
+@torch.no_grad()
+def exact_item_scores(
+    stepper: Stepper,
+    token_trie: TokenTrie,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    node_chunk: int = 256,
+) -> torch.Tensor:
+    """log p(SID of item | prompt) for every item: [B, n_items] (the exact full ranking)."""
+    trie = token_trie.trie
+    device = input_ids.device
+    batch = input_ids.shape[0]
+    n_items = trie.n_items
+    logits, prompt_state = stepper.prefill(input_ids, attention_mask)
+    codes_sorted = trie.codes[trie.order]  # [n, L] in sorted-rank order
+    # level 0: one distribution per prompt
+    ids0 = token_trie.token_ids[0].unsqueeze(0).expand(batch, -1)
+    lp0 = _logprobs_of(logits, ids0, torch.ones_like(ids0, dtype=torch.bool))  # [B, K0]
+    total = lp0[:, codes_sorted[:, 0]]  # [B, n] by sorted rank
+    for depth in range(1, trie.depth):
+        n_nodes = trie.num_nodes(depth)
+        # the prefix tokens of every depth-`depth` node: take them from its first item
+        first_rank = trie.item_indptr[depth][:-1]
+        prefix_tokens = torch.stack(
+            [token_trie.token_ids[lvl][codes_sorted[first_rank, lvl]] for lvl in range(depth)], dim=1)  # [N, depth]
+        ids_d = token_trie.token_ids[depth]
+        for start in range(0, n_nodes, node_chunk):
+            end = min(n_nodes, start + node_chunk)
+            n = end - start
+            rows = torch.arange(batch, device=device).repeat_interleave(n)  # prompt-major: row = b * n + j
+            state = stepper.select(_clone_state(prompt_state), rows)
+            chunk_tokens = prefix_tokens[start:end].repeat(batch, 1)  # [B*n, depth]
+            for t in range(depth):
+                logits, state = stepper.step(chunk_tokens[:, t], state)
+            lp = _logprobs_of(logits, ids_d.unsqueeze(0).expand(batch * n, -1),
+                              torch.ones(batch * n, ids_d.numel(), dtype=torch.bool, device=device))
+            lp = lp.view(batch, n, -1)
+            r0, r1 = int(trie.item_indptr[depth][start]), int(trie.item_indptr[depth][end])
+            node_local = trie.node_of_rank[depth][r0:r1] - start if depth < trie.depth else None
+            total[:, r0:r1] += lp[:, node_local, codes_sorted[r0:r1, depth]]
+    return total[:, trie.rank_of_item]
+
+
+def _clone_state(state: Any) -> Any:
+    """A copy of a stepper state whose cache can be reordered without touching the original."""
+    import copy
+
+    return copy.deepcopy(state)

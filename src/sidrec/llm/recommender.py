@@ -1,0 +1,197 @@
+"""A trained generative recommender: model + SIDs + prompt format, saved as one folder.
+
+    rec = GenerativeRecommender.load("runs/sft/model")
+    items, scores = rec.recommend([["B0001", "B0002"]], top_k=10)          # item ids, log-probs
+    scores = rec.exact_scores([["B0001", "B0002"]])                       # [1, n_items]
+
+The folder is a plain Hugging Face model folder (config, safetensors, tokenizer) plus
+`sids.json` (the SID table) and `sidrec.json` (kind and prompt settings), so the model loads with
+`AutoModelForCausalLM.from_pretrained` too. `kind` is `causal_lm` (an LLM prompted with text) or
+`tiger` (a T5 encoder-decoder over SID tokens only, see `sidrec.llm.tiger`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sidrec.errors import ConfigError, DataError
+from sidrec.llm.backbone import SIDTokens, add_sid_tokens, neutralise_generation_config, quiet_transformers
+from sidrec.llm.decoding import CausalLMStepper, Stepper, beam_search, exact_item_scores
+from sidrec.llm.sft_data import PromptBuilder, SFTDataConfig, left_pad
+from sidrec.sids.table import SIDTable
+from sidrec.sids.trie import SIDTrie, TokenTrie
+from sidrec.utils.io import read_json, write_json
+
+FORMAT = "sidrec.recommender/1"
+
+
+def sid_maps(table: SIDTable, sid_tokens: SIDTokens) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """item id → SID string and item id → SID token ids."""
+    strings: dict[str, str] = {}
+    ids: dict[str, list[int]] = {}
+    for row, iid in enumerate(table.item_ids):
+        codes = table.codes[row]
+        strings[iid] = "".join(sid_tokens.strings[lvl][c] for lvl, c in enumerate(codes))
+        ids[iid] = [sid_tokens.per_level[lvl][c] for lvl, c in enumerate(codes)]
+    return strings, ids
+
+
+def sid_vocab(table: SIDTable) -> list[list[str]]:
+    """Every SID token string per level, e.g. [['<a_0>', ...], ['<b_0>', ...], ...]."""
+    return table.vocab()
+
+
+class GenerativeRecommender:
+    """Everything needed to turn histories into top-K items: model, tokenizer, trie, prompts."""
+
+    def __init__(self, model: Any, tokenizer: Any, table: SIDTable, sid_tokens: SIDTokens,
+                 data_cfg: SFTDataConfig, *, kind: str = "causal_lm", extra: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.table = table
+        self.sid_tokens = sid_tokens
+        self.data_cfg = data_cfg
+        self.kind = kind
+        self.extra = dict(extra or {})
+        self.item_ids = list(table.item_ids)
+        self.item_index = {iid: i for i, iid in enumerate(self.item_ids)}
+        vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        trie = SIDTrie.from_codes(table.codes, codebook_sizes=table.codebook_sizes)
+        self.token_trie = TokenTrie(trie, sid_tokens.per_level, vocab_size)
+        self.sid_strings, self.sid_ids = sid_maps(table, sid_tokens)
+        self.prompts = PromptBuilder(tokenizer, self.sid_strings, self.sid_ids, data_cfg) if tokenizer is not None else None
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: torch.device | str) -> GenerativeRecommender:
+        self.model.to(device)
+        self.token_trie = self.token_trie.to(device)
+        return self
+
+    def check_history(self, history: Sequence[str], where: str = "history") -> list[str]:
+        unknown = [i for i in history if i not in self.item_index]
+        if unknown:
+            raise DataError(f"{where}: item id(s) {unknown[:5]} are not in this model's catalogue "
+                            f"({len(self.item_ids)} items)")
+        return [str(i) for i in history]
+
+    def encode_prompts(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.prompts is None:
+            raise ConfigError(f"{self.kind} models build their inputs with their own encoder")
+        ids = self.prompts.seqrec_prompts(histories)
+        return left_pad(ids, self.tokenizer.pad_token_id)
+
+    def stepper(self) -> Stepper:
+        return CausalLMStepper(self.model)
+
+    def inputs(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.encode_prompts(histories)
+        return ids.to(self.device), mask.to(self.device)
+
+    @torch.no_grad()
+    def recommend_indices(self, histories: Sequence[Sequence[str]], *, top_k: int = 10,
+                          num_beams: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            ids, mask = self.inputs(histories)
+            return beam_search(self.stepper(), self.token_trie, ids, mask, num_beams=max(num_beams, top_k), top_k=top_k)
+        finally:
+            self.model.train(was_training)
+
+    def recommend(self, histories: Sequence[Sequence[str]], *, top_k: int = 10,
+                  num_beams: int = 20) -> tuple[list[list[str]], np.ndarray]:
+        items, scores = self.recommend_indices(histories, top_k=top_k, num_beams=num_beams)
+        out = [[self.item_ids[i] for i in row if i >= 0] for row in items.tolist()]
+        return out, scores.float().cpu().numpy()
+
+    @torch.no_grad()
+    def exact_scores(self, histories: Sequence[Sequence[str]], *, node_chunk: int = 256) -> torch.Tensor:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            ids, mask = self.inputs(histories)
+            return exact_item_scores(self.stepper(), self.token_trie, ids, mask, node_chunk=node_chunk)
+        finally:
+            self.model.train(was_training)
+
+    # ------------------------------------------------------------------ I/O
+    def save(self, directory: str | Path) -> Path:
+        """Write the folder atomically (a temporary sibling renamed into place)."""
+        directory = Path(directory)
+        tmp = directory.parent / f".{directory.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model = self.model
+        if hasattr(model, "merge_and_unload"):  # peft: save a plain merged model
+            import copy
+
+            model = copy.deepcopy(model).merge_and_unload()
+        with quiet_transformers():
+            model.save_pretrained(tmp)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(tmp)
+        (tmp / "generation_config.json").unlink(missing_ok=True)
+        self.table.save(tmp / "sids.json")
+        write_json(tmp / "sidrec.json", {
+            "format": FORMAT,
+            "kind": self.kind,
+            "data": self.data_cfg.model_dump(),
+            "sid_token_ids": self.sid_tokens.per_level,
+            "extra": self.extra,
+        })
+        if directory.exists():
+            shutil.rmtree(directory)
+        tmp.rename(directory)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, *, device: str | torch.device = "cpu",
+             dtype: torch.dtype | None = None) -> GenerativeRecommender:
+        directory = Path(directory)
+        meta_path = directory / "sidrec.json"
+        if not meta_path.is_file():
+            raise DataError(f"{directory} is not a sidrec model folder (no sidrec.json); "
+                            "pass a run folder or its model/ subfolder")
+        meta = read_json(meta_path)
+        if meta.get("format") != FORMAT:
+            raise DataError("unsupported model format", path=meta_path, field="format",
+                            hint=f"expected {FORMAT}")
+        table = SIDTable.load(directory / "sids.json")
+        kind = meta.get("kind", "causal_lm")
+        if kind == "tiger":
+            from sidrec.llm.tiger import TigerRecommender
+
+            return TigerRecommender.load_folder(directory, table, meta, device=device)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(directory)
+            model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype or torch.float32).to(device).eval()
+        sid_tokens = add_sid_tokens(tokenizer, table.vocab())
+        if sid_tokens.per_level != meta["sid_token_ids"]:
+            raise DataError("the tokenizer's SID token ids differ from those the model was trained with",
+                            path=meta_path, field="sid_token_ids")
+        neutralise_generation_config(model, tokenizer)
+        return cls(model, tokenizer, table, sid_tokens, SFTDataConfig(**meta["data"]), kind=kind,
+                   extra=meta.get("extra"))
+
+
+def resolve_model_dir(run_or_model: str | Path) -> Path:
+    """A run folder (its model/) or a model folder."""
+    p = Path(run_or_model)
+    if (p / "sidrec.json").is_file():
+        return p
+    if (p / "model" / "sidrec.json").is_file():
+        return p / "model"
+    raise DataError(f"{p} has no trained model (looked for sidrec.json and model/sidrec.json); "
+                    "is the run finished? `sidrec train sft --resume` continues an interrupted one")

@@ -1,0 +1,275 @@
+"""SFT examples (prompt → response, loss on the response only) for the LC-Rec / MiniOneRec tasks.
+
+Tasks (methods.md §3):
+- `seqrec`:   history SIDs → next item's SID (the main task, the only one evaluated)
+- `item2sid`: item title → its SID
+- `sid2item`: SID → the item's title
+- `fusion`:   history SIDs → next item's title
+
+Each task has a few paraphrased templates (example `i` uses template `i mod n`, so the data are
+deterministic) and one compact template (`compact: true`) for short prompts. Evaluation prompts
+always use template 0 (or the compact one). Histories keep the most recent `max_history` items
+and, when `max_prompt_tokens` is set, drop whole items, oldest first, until the prompt fits.
+Responses end with the tokenizer's EOS. Task mixture weights scale each task's size per epoch
+(0.5 = a fresh random half each epoch, 2 = every example twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from sidrec.errors import ConfigError
+
+IGNORE_INDEX = -100
+TASKS = ("seqrec", "item2sid", "sid2item", "fusion")
+
+TEMPLATES: dict[str, list[str]] = {
+    "seqrec": [
+        "Here are the items a user interacted with, in order: {history}. Which item will the user interact with next?\nAnswer:",
+        "A user's item history: {history}. Predict the next item.\nAnswer:",
+        "Given the items {history} that a user chose in this order, recommend the item they are most likely to choose next.\nAnswer:",
+    ],
+    "item2sid": [
+        'Which item has the title "{title}"?\nAnswer:',
+        "Give the identifier of this item: {title}\nAnswer:",
+        "Item title: {title}. What is its identifier?\nAnswer:",
+    ],
+    "sid2item": [
+        "What is the title of item {sid}?\nAnswer:",
+        "Tell me the title of the item {sid}.\nAnswer:",
+        "Item {sid} is called what?\nAnswer:",
+    ],
+    "fusion": [
+        "Here are the items a user interacted with, in order: {history}. What is the title of the item the user will interact with next?\nAnswer:",
+        "A user's item history: {history}. Give the title of the next item.\nAnswer:",
+    ],
+}
+COMPACT_TEMPLATES: dict[str, str] = {
+    "seqrec": "History: {history}\nNext:",
+    "item2sid": "Title: {title}\nID:",
+    "sid2item": "ID: {sid}\nTitle:",
+    "fusion": "History: {history}\nNext title:",
+}
+
+
+class SFTDataConfig(BaseModel):
+    """Which tasks, in which proportions, and how prompts are built."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: dict[str, float] = Field(
+        default_factory=lambda: {"seqrec": 1.0, "item2sid": 1.0, "sid2item": 1.0, "fusion": 0.0},
+        description="task → weight (examples per epoch = weight × the task's size; 0 disables)")
+    max_history: int = Field(20, ge=1, description="most recent items kept in a prompt")
+    max_prompt_tokens: int | None = Field(None, ge=8, description="drop oldest items until the prompt fits")
+    compact: bool = Field(False, description="one short template per task instead of the paraphrases")
+    separator: str = Field(", ", description="between the SIDs of a history")
+    prompt_format: Literal["plain", "chat"] = Field(
+        "plain", description="chat: wrap prompts in the tokenizer's chat template (instruct models)")
+
+
+@dataclass
+class TokenizedExample:
+    task: str
+    input_ids: list[int]
+    n_prompt: int  # the first n_prompt tokens are the prompt (labels ignored)
+
+
+@dataclass
+class SFTCorpus:
+    """Tokenized examples of every task, plus what was skipped and why (nothing is dropped silently)."""
+
+    examples: list[TokenizedExample]
+    task_index: dict[str, np.ndarray]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def sizes(self) -> dict[str, int]:
+        return {t: int(len(v)) for t, v in self.task_index.items()}
+
+    def epoch_order(self, weights: dict[str, float], epoch: int, seed: int) -> np.ndarray:
+        """Example indices for one epoch: each task scaled by its weight, then shuffled (seeded)."""
+        rng = np.random.default_rng([seed, epoch])
+        parts = []
+        for task, idx in self.task_index.items():
+            w = float(weights.get(task, 0.0))
+            if w <= 0 or len(idx) == 0:
+                continue
+            whole, frac = int(w), w - int(w)
+            parts.extend([idx] * whole)
+            n_extra = int(round(frac * len(idx)))
+            if n_extra:
+                parts.append(rng.choice(idx, size=n_extra, replace=False))
+        if not parts:
+            raise ConfigError("data.tasks: every task has weight 0 or no examples; nothing to train on")
+        order = np.concatenate(parts)
+        rng.shuffle(order)
+        return order
+
+
+class PromptBuilder:
+    """Turns histories, titles and SIDs into prompt token ids (and responses into response ids)."""
+
+    def __init__(self, tokenizer: Any, sid_strings: dict[str, str], sid_ids: dict[str, list[int]],
+                 cfg: SFTDataConfig) -> None:
+        self.tokenizer = tokenizer
+        self.sid_strings = sid_strings  # item id → "<a_1><b_2><c_3>"
+        self.sid_ids = sid_ids  # item id → [token ids]
+        self.cfg = cfg
+        if tokenizer.eos_token_id is None:
+            raise ConfigError("the tokenizer has no eos token; responses need one to end")
+        self.eos = int(tokenizer.eos_token_id)
+
+    def template(self, task: str, i: int = 0) -> str:
+        if self.cfg.compact:
+            return COMPACT_TEMPLATES[task]
+        options = TEMPLATES[task]
+        return options[i % len(options)]
+
+    def _wrap(self, text: str) -> str:
+        if self.cfg.prompt_format == "chat":
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise ConfigError("data.prompt_format: chat, but this tokenizer has no chat template; use plain")
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        return text
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        add_special = self.cfg.prompt_format != "chat"  # the chat template already has its markers
+        return self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
+
+    def history_text(self, history: Sequence[str]) -> str:
+        return self.cfg.separator.join(self.sid_strings[i] for i in history)
+
+    def history_prompts(self, task: str, histories: Sequence[Sequence[str]], template_ids: Sequence[int]) -> list[list[int]]:
+        """Token ids of history prompts, truncated by whole items (oldest first)."""
+        hists = [list(h)[-self.cfg.max_history:] for h in histories]
+        texts = [self._wrap(self.template(task, t).format(history=self.history_text(h)))
+                 for h, t in zip(hists, template_ids, strict=True)]
+        ids = self._encode(texts)
+        limit = self.cfg.max_prompt_tokens
+        if limit is not None:
+            for k, (h, t) in enumerate(zip(hists, template_ids, strict=True)):
+                while len(ids[k]) > limit and h:
+                    per_item = max(1, (len(ids[k]) - len(self._encode([self._wrap(self.template(task, t).format(history=""))])[0])) // max(1, len(h)))
+                    drop = max(1, -(-(len(ids[k]) - limit) // per_item))
+                    h = h[drop:]
+                    ids[k] = self._encode([self._wrap(self.template(task, t).format(history=self.history_text(h)))])[0]
+                if len(ids[k]) > limit:
+                    raise ConfigError(f"data.max_prompt_tokens={limit} is shorter than the empty {task} prompt")
+        return ids
+
+    def seqrec_prompts(self, histories: Sequence[Sequence[str]]) -> list[list[int]]:
+        """Evaluation prompts (template 0)."""
+        return self.history_prompts("seqrec", histories, [0] * len(histories))
+
+    def title_response(self, titles: Sequence[str]) -> list[list[int]]:
+        ids = self.tokenizer([" " + t for t in titles], add_special_tokens=False)["input_ids"]
+        return [x + [self.eos] for x in ids]
+
+
+def build_corpus(
+    builder: PromptBuilder,
+    train: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    max_title_tokens: int = 48,
+) -> SFTCorpus:
+    """Tokenized examples for every task with a positive weight."""
+    cfg = builder.cfg
+    unknown = set(cfg.tasks) - set(TASKS)
+    if unknown:
+        raise ConfigError(f"data.tasks: unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
+    examples: list[TokenizedExample] = []
+    index: dict[str, list[int]] = {}
+    skipped: dict[str, int] = {}
+
+    def add(task: str, prompts: list[list[int]], responses: list[list[int]]) -> None:
+        start = len(examples)
+        for p, r in zip(prompts, responses, strict=True):
+            examples.append(TokenizedExample(task=task, input_ids=list(p) + list(r), n_prompt=len(p)))
+        index[task] = list(range(start, len(examples)))
+
+    histories = [list(h) for h in train["history"]]
+    targets = train["target"].astype(str).tolist()
+    nonempty = [k for k, h in enumerate(histories) if len(h) > 0]
+    if len(nonempty) < len(histories):
+        skipped["seqrec: examples with an empty history"] = len(histories) - len(nonempty)
+    weights = cfg.tasks
+    if weights.get("seqrec", 0) > 0:
+        prompts = builder.history_prompts("seqrec", [histories[k] for k in nonempty], nonempty)
+        add("seqrec", prompts, [builder.sid_ids[targets[k]] + [builder.eos] for k in nonempty])
+    titles = dict(zip(items["item_id"].astype(str), items["title"].fillna("").astype(str), strict=True))
+    titled = [i for i in builder.sid_ids if titles.get(i, "").strip()]
+    n_untitled = len(builder.sid_ids) - len(titled)
+    short = {i: builder.tokenizer.convert_tokens_to_string(
+        builder.tokenizer.tokenize(titles[i])[:max_title_tokens]).strip() for i in titled}
+    if weights.get("item2sid", 0) > 0 or weights.get("sid2item", 0) > 0 or weights.get("fusion", 0) > 0:
+        if n_untitled:
+            skipped["item tasks: items without a title"] = n_untitled
+    if weights.get("item2sid", 0) > 0:
+        prompts = builder._encode([builder._wrap(builder.template("item2sid", k).format(title=short[i]))
+                                   for k, i in enumerate(titled)])
+        add("item2sid", prompts, [builder.sid_ids[i] + [builder.eos] for i in titled])
+    if weights.get("sid2item", 0) > 0:
+        prompts = builder._encode([builder._wrap(builder.template("sid2item", k).format(sid=builder.sid_strings[i]))
+                                   for k, i in enumerate(titled)])
+        add("sid2item", prompts, builder.title_response([short[i] for i in titled]))
+    if weights.get("fusion", 0) > 0:
+        keep = [k for k in nonempty if targets[k] in short]
+        if len(keep) < len(nonempty):
+            skipped["fusion: targets without a title"] = len(nonempty) - len(keep)
+        prompts = builder.history_prompts("fusion", [histories[k] for k in keep], keep)
+        add("fusion", prompts, builder.title_response([short[targets[k]] for k in keep]))
+    for task, w in weights.items():
+        if w > 0 and not index.get(task):
+            skipped[f"{task}: no examples (the dataset has no data for it)"] = 0
+    return SFTCorpus(examples=examples, task_index={t: np.asarray(v, dtype=np.int64) for t, v in index.items()},
+                     skipped=skipped)
+
+
+class SFTCollator:
+    """Right-pads a batch; labels are -100 on the prompt and on padding (loss on responses only)."""
+
+    def __init__(self, pad_id: int, max_length: int | None = None) -> None:
+        self.pad_id = int(pad_id)
+        self.max_length = max_length
+
+    def __call__(self, batch: list[TokenizedExample]) -> dict[str, torch.Tensor]:
+        seqs = []
+        for ex in batch:
+            ids, n_prompt = ex.input_ids, ex.n_prompt
+            if self.max_length is not None and len(ids) > self.max_length:
+                cut = len(ids) - self.max_length  # drop from the prompt's start, keep the response whole
+                if cut > n_prompt:
+                    raise ConfigError(f"training.max_length={self.max_length} is shorter than a {ex.task} response")
+                ids, n_prompt = ids[cut:], n_prompt - cut
+            seqs.append((ids, n_prompt))
+        width = max(len(s) for s, _ in seqs)
+        input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
+        attention = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, (ids, n_prompt) in enumerate(seqs):
+            t = torch.tensor(ids, dtype=torch.long)
+            input_ids[row, : len(ids)] = t
+            attention[row, : len(ids)] = 1
+            labels[row, n_prompt: len(ids)] = t[n_prompt:]
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) with prompts left-padded (for generation)."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        if len(p):
+            ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+            mask[row, width - len(p):] = 1
+    return ids, mask

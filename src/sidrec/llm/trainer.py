@@ -1,0 +1,489 @@
+"""Supervised fine-tuning of a causal LM (or TIGER) to generate next-item SIDs.
+
+    config = SFTConfig(dataset="data/industrial", model=BackboneConfig(num_layers=4))
+    metrics = SFTTrainer(config, RunDir("runs/sft")).train()
+
+The loop (accelerate; one process or `accelerate launch` / torchrun over many):
+
+    load dataset + SIDs → load backbone, add SID tokens → tokenize the task mixture →
+    for each epoch: a seeded order of examples, cut into global batches; process r takes every
+    P-th example of each batch → forward, loss on response tokens, backward (gradient accumulation,
+    DDP gradient sync on the last micro-batch only) → clip, AdamW, schedule →
+    every `eval_steps` optimizer steps (and at each epoch end): validation NDCG@10 by constrained
+    beam search on a fixed validation sample (or validation loss) → keep the best weights,
+    early-stop after `patience` evaluations without improvement → checkpoint.
+    Finally the best weights are exported to RUN/model and evaluated on valid and test.
+
+Checkpoints (RUN/checkpoint/, written atomically) hold the trainable weights, the optimizer, the
+scheduler, every RNG state and the position in the epoch, so `--resume` continues exactly where
+the interrupted run stopped (same batches, same dropout masks, same result).
+
+Subclasses change the loss by overriding `compute_loss` (TS-Rec, ILRec) or the model family by
+overriding `load_model` / `build_corpus` / `collate` (TIGER).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from sidrec.data.dataset import Dataset
+from sidrec.errors import ConfigError, DataError, SidrecError
+from sidrec.llm.backbone import BackboneConfig, count_parameters, load_backbone
+from sidrec.llm.evaluate import evaluate_frame, fixed_sample
+from sidrec.llm.recommender import GenerativeRecommender, sid_maps
+from sidrec.llm.sft_data import PromptBuilder, SFTCollator, SFTCorpus, SFTDataConfig, TokenizedExample, build_corpus
+from sidrec.sids.table import SIDTable
+from sidrec.utils.io import write_json
+from sidrec.utils.progress import console, progress
+from sidrec.utils.runs import RunDir
+from sidrec.utils.seed import seed_everything
+
+
+class TrainingSettings(BaseModel):
+    """Optimisation, schedule, evaluation cadence and early stopping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    batch_size: int = Field(16, ge=1, description="examples per process per micro-batch")
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_length: int | None = Field(512, ge=16, description="truncate examples from the prompt's start")
+    eval_steps: int | None = Field(None, ge=1, description="evaluate every N optimizer steps (None: each epoch)")
+    eval_metric: Literal["ndcg@10", "hr@10", "loss"] = "ndcg@10"
+    eval_samples: int | None = Field(500, ge=1, description="fixed validation sample for early stopping (None: all)")
+    patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
+    log_steps: int = Field(10, ge=1)
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    seed: int = 0
+    device: str = Field("auto", description="auto | cpu | cuda (under accelerate launch: the process's device)")
+
+
+class EvalSettings(BaseModel):
+    """Final evaluation after training (and `sidrec eval --run`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    splits: list[str] = Field(default_factory=lambda: ["valid", "test"])
+    num_beams: int = Field(20, ge=1)
+    batch_size: int = Field(16, ge=1)
+    max_examples: int | None = Field(None, ge=1, description="evaluate a fixed sample of each split (None: all)")
+
+
+class SFTConfig(BaseModel):
+    """Everything a `sidrec train sft` run needs; saved as RUN/config.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["sft", "tiger", "tsrec", "ilrec"] = "sft"
+    dataset: Path
+    sids: Path | None = Field(None, description="sids.json from `sidrec sids build` (None: the dataset's own SIDs)")
+    model: BackboneConfig = Field(default_factory=BackboneConfig)
+    data: SFTDataConfig = Field(default_factory=SFTDataConfig)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    tiger: dict[str, Any] = Field(default_factory=dict, description="TIGER model size (method: tiger)")
+
+
+def load_sid_table(dataset: Dataset, sids: Path | None) -> SIDTable:
+    """The SID table for a dataset: a sids.json file, or the dataset's external SIDs, covering every item."""
+    if sids is not None:
+        table = SIDTable.load(sids)
+        where = str(sids)
+    else:
+        from sidrec.sids.build import import_sids
+
+        table = import_sids(dataset)
+        where = f"{dataset.path}/external_sids.json"
+    missing = [i for i in dataset.item_ids if i not in set(table.item_ids)]
+    if missing:
+        raise DataError(f"{where}: {len(missing)} dataset items have no SID (e.g. {missing[:3]}); "
+                        "build SIDs for this dataset with `sidrec sids build`")
+    if not table.is_unique():
+        table = table.with_dedup()
+    return table
+
+
+class SFTTrainer:
+    """Fine-tunes a backbone on the SFT task mixture into a run folder (see the module docstring)."""
+
+    def __init__(self, config: SFTConfig, run: RunDir) -> None:
+        self.config = config
+        self.run = run
+        self.t = config.training
+        from accelerate import Accelerator
+
+        cpu = self.t.device == "cpu" or (self.t.device == "auto" and not torch.cuda.is_available())
+        self.accelerator = Accelerator(cpu=cpu, log_with=self.t.report_to or None,
+                                       project_dir=str(run.path / "logs") if self.t.report_to else None)
+        self.device = self.accelerator.device
+        self.rank = self.accelerator.process_index
+        self.world = self.accelerator.num_processes
+        self.is_main = self.accelerator.is_main_process
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def load_model(self, table: SIDTable) -> tuple[Any, Any, Any]:
+        """(model, tokenizer, SID tokens)."""
+        return load_backbone(self.config.model, table.vocab(), device=self.device)
+
+    def build_corpus(self, dataset: Dataset, table: SIDTable) -> SFTCorpus:
+        strings, ids = sid_maps(table, self.sid_tokens)
+        builder = PromptBuilder(self.tokenizer, strings, ids, self.config.data)
+        return build_corpus(builder, dataset.split("train"), dataset.items)
+
+    def collate(self, batch: list[TokenizedExample]) -> dict[str, torch.Tensor]:
+        return self._collator(batch)
+
+    def make_recommender(self) -> GenerativeRecommender:
+        model = self.accelerator.unwrap_model(self.model)
+        return GenerativeRecommender(model, self.tokenizer, self.table, self.sid_tokens, self.config.data,
+                                     kind="causal_lm")
+
+    def compute_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean cross-entropy over response tokens (labels -100 elsewhere)."""
+        out = model(**batch)
+        return out.loss, {}
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.config
+        seed_everything(self.t.seed)
+        self.dataset = Dataset.load(cfg.dataset)
+        self.table = load_sid_table(self.dataset, cfg.sids)
+        self.model, self.tokenizer, self.sid_tokens = self.load_model(self.table)
+        self._collator = SFTCollator(self.tokenizer.pad_token_id if self.tokenizer is not None else 0,
+                                     self.t.max_length)
+        self.corpus = self.build_corpus(self.dataset, self.table)
+        sizes = self.corpus.sizes()
+        self.run.log(f"SFT corpus: {sizes}; skipped: {self.corpus.skipped}")
+        if self.is_main:
+            console.print(f"[bold]corpus[/bold] {sizes}" + (f"  skipped {self.corpus.skipped}" if self.corpus.skipped else ""))
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in trainable if p.ndim >= 2]
+        no_decay = [p for p in trainable if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.t.lr)
+        self.steps_per_epoch = self._steps_per_epoch()
+        total = self.steps_per_epoch * self.t.epochs
+        if self.t.max_steps is not None:
+            total = min(total, self.t.max_steps)
+        self.total_steps = max(1, total)
+        from transformers import get_scheduler
+
+        self.scheduler = get_scheduler(self.t.scheduler if self.t.scheduler != "constant" else "constant_with_warmup",
+                                       self.optimizer, num_warmup_steps=int(self.t.warmup_ratio * self.total_steps),
+                                       num_training_steps=self.total_steps)
+        self.model = self.accelerator.prepare_model(self.model)
+        params = count_parameters(self.accelerator.unwrap_model(self.model))
+        self.run.log(f"parameters: {params}")
+        self.valid_sample = fixed_sample(self.dataset.split("valid"), self.t.eval_samples, seed=self.t.seed)
+
+    def _global_batch(self) -> int:
+        return self.t.batch_size * self.world
+
+    def _steps_per_epoch(self) -> int:
+        n = len(self.corpus.epoch_order(self.config.data.tasks, 0, self.t.seed))
+        micro = math.ceil(n / self._global_batch())
+        return max(1, math.ceil(micro / self.t.grad_accum))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        model = self.accelerator.unwrap_model(self.model)
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in names}
+
+    def _load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        model = self.accelerator.unwrap_model(self.model)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected:
+            raise SidrecError(f"checkpoint has weights this model lacks: {unexpected[:3]}")
+
+    def save_checkpoint(self, progress_state: dict[str, Any]) -> None:
+        if not self.is_main:
+            self.accelerator.wait_for_everyone()
+            return
+        ckpt = self.run.path / "checkpoint"
+        tmp = self.run.path / ".checkpoint.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        torch.save(self._trainable_state(), tmp / "weights.pt")
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+                   tmp / "optimizer.pt")
+        torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp / "rng.pt")
+        best = self.run.path / "best_weights.pt"
+        write_json(tmp / "progress.json", progress_state)
+        old = self.run.path / ".checkpoint.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if ckpt.exists():
+            ckpt.rename(old)
+        tmp.rename(ckpt)
+        shutil.rmtree(old, ignore_errors=True)
+        del best
+        self.accelerator.wait_for_everyone()
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        ckpt = self.run.path / "checkpoint"
+        if not (ckpt / "progress.json").is_file():
+            return None
+        self._load_trainable_state(torch.load(ckpt / "weights.pt", map_location="cpu", weights_only=True))
+        opt = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=False)
+        self.optimizer.load_state_dict(opt["optimizer"])
+        self.scheduler.load_state_dict(opt["scheduler"])
+        rng = torch.load(ckpt / "rng.pt", map_location="cpu", weights_only=False)
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        return json.loads((ckpt / "progress.json").read_text())
+
+    def save_best(self) -> None:
+        if self.is_main:
+            path = self.run.path / "best_weights.pt"
+            tmp = path.with_suffix(".tmp")
+            torch.save(self._trainable_state(), tmp)
+            os.replace(tmp, path)
+        self.accelerator.wait_for_everyone()
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        model = self.model
+        model.eval()
+        frame = self.valid_sample
+        strings, ids = sid_maps(self.table, self.sid_tokens)
+        builder = PromptBuilder(self.tokenizer, strings, ids, self.config.data)
+        prompts = builder.seqrec_prompts([list(h) for h in frame["history"]])
+        examples = [TokenizedExample("seqrec", p + ids[str(t)] + [builder.eos], len(p))
+                    for p, t in zip(prompts, frame["target"], strict=True)]
+        total, count = 0.0, 0
+        for start in range(self.rank * self.t.batch_size, len(examples), self.t.batch_size * self.world):
+            batch = {k: v.to(self.device) for k, v in self.collate(examples[start:start + self.t.batch_size]).items()}
+            out = model(**batch)
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            total += float(out.loss) * n
+            count += n
+        model.train()
+        t = torch.tensor([total, count], dtype=torch.float64, device=self.device)
+        t = self.accelerator.reduce(t, reduction="sum") if self.world > 1 else t
+        return float(t[0] / max(1.0, float(t[1])))
+
+    def evaluate_validation(self) -> dict[str, Any]:
+        if self.t.eval_metric == "loss":
+            return {"loss": self.validation_loss()}
+        rec = self.make_recommender()
+        metrics, _, _ = evaluate_frame(rec, self.valid_sample, num_beams=self.config.eval.num_beams,
+                                       batch_size=self.config.eval.batch_size, ks=(5, 10, 20), ci=False,
+                                       show_progress=False)
+        self.model.train()
+        return metrics
+
+    def _score(self, metrics: dict[str, Any]) -> float:
+        return -metrics["loss"] if self.t.eval_metric == "loss" else float(metrics[self.t.eval_metric])
+
+    # ------------------------------------------------------------------ the loop
+    def _batches(self, epoch: int) -> list[np.ndarray]:
+        order = self.corpus.epoch_order(self.config.data.tasks, epoch, self.t.seed)
+        gb = self._global_batch()
+        return [order[s:s + gb] for s in range(0, len(order), gb)]
+
+    def train(self, resume: bool = False) -> dict[str, Any]:
+        self.setup()
+        state = {"epoch": 0, "micro_step": 0, "global_step": 0, "best": None, "best_step": None,
+                 "bad_evals": 0, "stopped": None, "train_time_s": 0.0}
+        if resume:
+            loaded = self.load_checkpoint()
+            if loaded is not None:
+                state = loaded
+                self.run.log(f"resumed at epoch {state['epoch']} step {state['global_step']}")
+                if self.is_main:
+                    console.print(f"[bold]resuming[/bold] at epoch {state['epoch'] + 1}, step {state['global_step']}")
+        if self.t.report_to and self.is_main:
+            self.accelerator.init_trackers("sidrec", config=json.loads(self.config.model_dump_json()))
+        history_path = self.run.path / "history.jsonl"
+        t_start = time.time() - float(state.get("train_time_s", 0.0))
+        self.model.train()
+        done = state["stopped"] is not None
+        running_loss, running_n = 0.0, 0
+        with progress(disable=not self.is_main) as bar:
+            task = bar.add_task("training", total=self.total_steps, completed=state["global_step"])
+            while not done and state["epoch"] < self.t.epochs:
+                batches = self._batches(state["epoch"])
+                while state["micro_step"] < len(batches):
+                    group = batches[state["micro_step"]: state["micro_step"] + self.t.grad_accum]
+                    logs = self._optimizer_step(group)
+                    state["micro_step"] += len(group)
+                    state["global_step"] += 1
+                    running_loss += logs["loss"]
+                    running_n += 1
+                    bar.update(task, advance=1, description=f"epoch {state['epoch'] + 1} loss {logs['loss']:.3f}")
+                    if state["global_step"] % self.t.log_steps == 0:
+                        record = {"step": state["global_step"], "epoch": state["epoch"] + state["micro_step"] / len(batches),
+                                  "loss": running_loss / running_n, "lr": self.scheduler.get_last_lr()[0],
+                                  "time_s": time.time() - t_start, **{k: v for k, v in logs.items() if k != "loss"}}
+                        self._append_history(history_path, record)
+                        running_loss, running_n = 0.0, 0
+                    end_of_epoch = state["micro_step"] >= len(batches)
+                    at_max = self.t.max_steps is not None and state["global_step"] >= self.t.max_steps
+                    due = (self.t.eval_steps is not None and state["global_step"] % self.t.eval_steps == 0)
+                    if end_of_epoch:
+                        state["epoch"] += 1
+                        state["micro_step"] = 0
+                    if due or end_of_epoch or at_max:
+                        done = self._evaluate_and_maybe_stop(state, history_path, t_start) or at_max
+                        if at_max and state["stopped"] is None:
+                            state["stopped"] = "max_steps"
+                        state["train_time_s"] = time.time() - t_start
+                        self.save_checkpoint(state)
+                        self.after_checkpoint(state)
+                    if done or end_of_epoch:
+                        break
+        if state["stopped"] is None:
+            state["stopped"] = "epochs"
+        state["train_time_s"] = time.time() - t_start
+        return self.finish(state)
+
+    def after_checkpoint(self, state: dict[str, Any]) -> None:
+        """Called after every checkpoint (tests interrupt training here)."""
+
+    def _optimizer_step(self, group: list[np.ndarray]) -> dict[str, float]:
+        total_loss = 0.0
+        extra: dict[str, float] = {}
+        n_micro = len(group)
+        for i, global_batch in enumerate(group):
+            mine = global_batch[self.rank::self.world]
+            examples = [self.corpus.examples[j] for j in mine]
+            if not examples:  # a short last batch: keep DDP in step with an empty contribution
+                examples = [self.corpus.examples[global_batch[0]]]
+                scale = 0.0
+            else:
+                scale = 1.0
+            batch = {k: v.to(self.device) for k, v in self.collate(examples).items()}
+            sync = i == n_micro - 1
+            ctx = self.accelerator.no_sync(self.model) if (not sync and self.world > 1) else nullcontext()
+            with ctx:
+                loss, logs = self.compute_loss(self.model, batch)
+                self.accelerator.backward(loss * (scale / n_micro))
+            total_loss += float(loss.detach()) / n_micro
+            for k, v in logs.items():
+                extra[k] = extra.get(k, 0.0) + float(v) / n_micro
+        if self.t.max_grad_norm is not None:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.world > 1:
+            t = torch.tensor([total_loss], device=self.device)
+            total_loss = float(self.accelerator.reduce(t, reduction="mean"))
+        return {"loss": total_loss, **extra}
+
+    def _append_history(self, path: Path, record: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.t.report_to:
+            self.accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=record["step"])
+
+    def _evaluate_and_maybe_stop(self, state: dict[str, Any], history_path: Path, t_start: float) -> bool:
+        t0 = time.time()
+        metrics = self.evaluate_validation()
+        score = self._score(metrics)
+        improved = state["best"] is None or score > state["best"]
+        if improved:
+            state["best"], state["best_step"], state["bad_evals"] = score, state["global_step"], 0
+            self.save_best()
+        else:
+            state["bad_evals"] += 1
+        record = {"step": state["global_step"], "epoch": state["epoch"], "valid": {k: v for k, v in metrics.items() if k != "ci95"},
+                  "eval_time_s": time.time() - t0, "time_s": time.time() - t_start, "improved": improved}
+        self._append_history(history_path, record)
+        shown = metrics.get(self.t.eval_metric, metrics.get("loss"))
+        msg = f"step {state['global_step']}: valid {self.t.eval_metric} {shown:.4f}" + (" (best)" if improved else "")
+        self.run.log(msg)
+        if self.is_main:
+            console.print(msg)
+        if state["bad_evals"] >= self.t.patience:
+            state["stopped"] = f"early stopping after {self.t.patience} evaluations without improvement"
+            return True
+        return False
+
+    # ------------------------------------------------------------------ the end
+    def finish(self, state: dict[str, Any]) -> dict[str, Any]:
+        best = self.run.path / "best_weights.pt"
+        if best.is_file():
+            self._load_trainable_state(torch.load(best, map_location="cpu", weights_only=True))
+        rec = self.make_recommender()
+        if self.is_main:
+            rec.save(self.run.path / "model")
+        self.accelerator.wait_for_everyone()
+        results: dict[str, Any] = {
+            "method": self.config.method,
+            "train": {"steps": state["global_step"], "epochs_completed": state["epoch"], "stopped": state["stopped"],
+                      "best_step": state["best_step"], "best_valid_score": state["best"],
+                      "time_s": round(state["train_time_s"], 1), "world_size": self.world,
+                      "corpus": self.corpus.sizes(), "skipped": self.corpus.skipped,
+                      "parameters": count_parameters(rec.model)},
+            "param_checksums": self._param_checksums(),
+        }
+        results.update(evaluate_splits(rec, self.dataset, self.config.eval, self.run))
+        if self.is_main:
+            self.run.write_metrics(results)
+        if self.t.report_to:
+            self.accelerator.end_training()
+        return results
+
+    def _param_checksums(self) -> list[float]:
+        """Sum of |w| of the trainable weights on every process (equal when DDP kept ranks in sync)."""
+        model = self.accelerator.unwrap_model(self.model)
+        s = torch.tensor([sum(float(p.detach().double().abs().sum()) for p in model.parameters() if p.requires_grad)],
+                         dtype=torch.float64, device=self.device)
+        if self.world == 1:
+            return [float(s)]
+        return [float(x) for x in self.accelerator.gather(s).cpu()]
+
+
+def evaluate_splits(rec: GenerativeRecommender, dataset: Dataset, settings: EvalSettings, run: RunDir | None,
+                    *, mode: Literal["beam", "exact"] = "beam", show_progress: bool = True) -> dict[str, Any]:
+    """Metrics per split (and RUN/ranks_<split>.parquet, RUN/topk_<split>.parquet when `run` is given)."""
+    from sidrec.evaluation.ranking import save_ranks
+
+    out: dict[str, Any] = {}
+    for split in settings.splits:
+        frame = fixed_sample(dataset.split(split), settings.max_examples)
+        t0 = time.time()
+        metrics, ranks, topk = evaluate_frame(rec, frame, mode=mode, num_beams=settings.num_beams,
+                                              batch_size=settings.batch_size, show_progress=show_progress,
+                                              description=f"decoding {split}")
+        metrics["time_s"] = round(time.time() - t0, 1)
+        out[split] = metrics
+        rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
+        if run is not None and rank0:
+            save_ranks(run.path / f"ranks_{split}.parquet", frame, ranks)
+            top = pd.DataFrame({"user_id": frame["user_id"].astype(str).to_numpy(),
+                                "target": frame["target"].astype(str).to_numpy(),
+                                "topk": [[rec.item_ids[i] for i in row if i >= 0] for row in topk]})
+            from sidrec.utils.io import write_parquet
+
+            write_parquet(run.path / f"topk_{split}.parquet", top)
+    return out
