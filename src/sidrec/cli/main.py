@@ -10,7 +10,9 @@ import typer
 from sidrec import __version__
 from sidrec.cli import data as data_cli
 from sidrec.cli import sids as sids_cli
+from sidrec.cli.report import report_cmd
 from sidrec.cli.common import console, friendly_errors, metrics_table, parse_overrides
+from sidrec.errors import SidrecError
 
 app = typer.Typer(
     help="sidrec: LLM-based generative recommendation with semantic IDs.",
@@ -23,6 +25,7 @@ train_app = typer.Typer(help="Train a model into a run folder.", no_args_is_help
 app.add_typer(train_app, name="train")
 eval_app = typer.Typer(help="Evaluate a run (`sidrec eval --run RUN`) or compare two (`sidrec eval compare A B`).")
 app.add_typer(eval_app, name="eval")
+app.command("report")(report_cmd)
 
 TABLE_METRICS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "mrr")
 
@@ -86,6 +89,41 @@ def train_gru4rec(data: DataOpt, out: OutOpt, config: ConfigOpt = None, set_: Se
     _train("gru4rec", data, out, config, set_, seed, device, epochs, resume, overwrite)
 
 
+@train_app.command("sft")
+@friendly_errors
+def train_sft_cmd(
+    config: ConfigOpt = None,
+    out: OutOpt = Path("runs/sft"),
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder (overrides the config's).")] = None,
+    sids: Annotated[Optional[Path], typer.Option("--sids", help="sids.json (default: the dataset's own SIDs).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="HF causal LM id or folder (default smollm2-135m).")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="sft | tiger")] = None,
+    set_: SetOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    epochs: EpochsOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Fine-tune an LLM (or train TIGER) to generate the next item's SID; evaluates valid and test."""
+    from sidrec.pipelines.llm import train_sft
+
+    overrides = parse_overrides(set_)
+    for key, value in (("dataset", data), ("sids", sids), ("model.name_or_path", model), ("method", method),
+                       ("training.seed", seed), ("training.device", device), ("training.epochs", epochs)):
+        if value is not None:
+            overrides[key] = str(value) if isinstance(value, Path) else value
+    if config is None and "dataset" not in overrides and not resume:
+        raise SidrecError("give a dataset (--data DATASET) or a config file (--config CONFIG.yaml)")
+    metrics = train_sft(config or {}, out, overrides=overrides, resume=resume, overwrite=overwrite)
+    if not _is_main_process():
+        return
+    rows = {split: metrics[split] for split in ("valid", "test") if split in metrics}
+    console.print(metrics_table(f"{metrics['method']} · {out}", rows, TABLE_METRICS))
+    console.print(f"run folder: [bold]{out}[/] (invalid outputs: "
+                  f"{sum(m.get('invalid_outputs', 0) for m in rows.values())})")
+
+
 @train_app.command("pop")
 @friendly_errors
 def train_pop(data: DataOpt, out: OutOpt, overwrite: OverwriteOpt = False) -> None:
@@ -101,16 +139,34 @@ def eval_run(
     run: Annotated[Optional[Path], typer.Option("--run", help="Run folder to evaluate.")] = None,
     split: Annotated[str, typer.Option("--split", help="valid | test")] = "test",
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")] = "auto",
+    mode: Annotated[str, typer.Option("--mode", help="LLM runs: beam (constrained beam search) | exact (score every item).")] = "beam",
+    num_beams: Annotated[Optional[int], typer.Option("--num-beams", help="LLM runs: beam width (default: the run's).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Prompts per batch.")] = None,
+    max_examples: Annotated[Optional[int], typer.Option("--max-examples", help="LLM runs: a fixed sample of the split.")] = None,
 ) -> None:
-    """Evaluate a run on a split: HR/NDCG@{1,3,5,10,20}, MRR with 95% CIs; saves per-example ranks."""
+    """Evaluate a run on a split: HR/NDCG@K, MRR with 95% CIs; saves per-example ranks.
+
+    Generative runs decode with trie-constrained beam search (invalid outputs are counted; 0 by
+    construction). Under `accelerate launch` the examples are sharded over the processes."""
     if ctx.invoked_subcommand is not None:
         return
     if run is None:
         console.print(ctx.get_help())
         raise typer.Exit(0)
     from sidrec.pipelines.classic import evaluate_run
+    from sidrec.pipelines.llm import evaluate_llm_run, is_llm_run
 
-    metrics = evaluate_run(run, split, device=device)
+    if mode not in ("beam", "exact"):
+        raise SidrecError(f"--mode must be beam or exact, not '{mode}'")
+    if is_llm_run(run):
+        metrics = evaluate_llm_run(run, split, mode=mode, num_beams=num_beams, batch_size=batch_size,  # type: ignore[arg-type]
+                                   max_examples=max_examples, device=device)
+        if not _is_main_process():
+            return
+        console.print(metrics_table(f"{run} · {split} · {mode}", {run.name: metrics}, ("hr@1", *TABLE_METRICS)))
+        console.print(f"invalid outputs: {metrics['invalid_outputs']}")
+        return
+    metrics = evaluate_run(run, split, device=device, batch_size=batch_size)
     console.print(metrics_table(f"{run} · {split}", {run.name: metrics}, ("hr@1", *TABLE_METRICS)))
 
 
@@ -135,6 +191,36 @@ def eval_compare(
     for r in results:
         t.add_row(r.metric, f"{r.a:.4f}", f"{r.b:.4f}", f"{r.diff:+.4f}", f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]",
                   f"{r.p_value:.4f}")
+    console.print(t)
+
+
+def _is_main_process() -> bool:
+    import torch
+
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
+
+
+# ----------------------------------------------------------------------------- recommend
+@app.command("recommend")
+@friendly_errors
+def recommend_cmd(
+    run: Annotated[Path, typer.Option("--run", help="A trained generative run folder (or its model/ folder).")],
+    history: Annotated[str, typer.Option("--history", help="Item ids 'id1,id2,...' oldest first, or titles 'T1|T2'.")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many items.")] = 10,
+    num_beams: Annotated[int, typer.Option("--num-beams", help="Beam width (≥ top-k).")] = 20,
+    device: DeviceOpt = None,
+) -> None:
+    """Print the top-K next items for a history, with titles and scores (SID log-probabilities)."""
+    from rich.table import Table
+
+    from sidrec.pipelines.llm import recommend
+
+    df = recommend(run, history, top_k=top_k, num_beams=num_beams, device=device or "auto")
+    t = Table(title=f"top-{top_k} for a history of {len(history.split('|' if '|' in history else ','))} items")
+    for c in ("rank", "item_id", "sid", "title", "score"):
+        t.add_column(c, justify="right" if c in ("rank", "score") else "left")
+    for row in df.itertuples(index=False):
+        t.add_row(str(row.rank), str(row.item_id), str(row.sid), str(row.title)[:60], f"{row.score:.3f}")
     console.print(t)
 
 

@@ -139,6 +139,10 @@ class SFTTrainer:
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
 
+    def _log(self, message: str) -> None:
+        if self.is_main:
+            self.run.log(message)
+
     # ------------------------------------------------------------------ hooks for subclasses
     def load_model(self, table: SIDTable) -> tuple[Any, Any, Any]:
         """(model, tokenizer, SID tokens)."""
@@ -165,6 +169,9 @@ class SFTTrainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         cfg = self.config
+        if self.t.eval_metric != "loss" and int(self.t.eval_metric.split("@")[1]) > cfg.eval.num_beams:
+            raise ConfigError(f"training.eval_metric={self.t.eval_metric} needs eval.num_beams ≥ "
+                              f"{self.t.eval_metric.split('@')[1]} (it is {cfg.eval.num_beams})")
         seed_everything(self.t.seed)
         self.dataset = Dataset.load(cfg.dataset)
         self.table = load_sid_table(self.dataset, cfg.sids)
@@ -173,7 +180,7 @@ class SFTTrainer:
                                      self.t.max_length)
         self.corpus = self.build_corpus(self.dataset, self.table)
         sizes = self.corpus.sizes()
-        self.run.log(f"SFT corpus: {sizes}; skipped: {self.corpus.skipped}")
+        self._log(f"SFT corpus: {sizes}; skipped: {self.corpus.skipped}")
         if self.is_main:
             console.print(f"[bold]corpus[/bold] {sizes}" + (f"  skipped {self.corpus.skipped}" if self.corpus.skipped else ""))
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -192,9 +199,10 @@ class SFTTrainer:
         self.scheduler = get_scheduler(self.t.scheduler if self.t.scheduler != "constant" else "constant_with_warmup",
                                        self.optimizer, num_warmup_steps=int(self.t.warmup_ratio * self.total_steps),
                                        num_training_steps=self.total_steps)
-        self.model = self.accelerator.prepare_model(self.model)
+        # model and optimizer are prepared together (DDP wraps the model; FSDP / DeepSpeed shard both)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         params = count_parameters(self.accelerator.unwrap_model(self.model))
-        self.run.log(f"parameters: {params}")
+        self._log(f"parameters: {params}")
         self.valid_sample = fixed_sample(self.dataset.split("valid"), self.t.eval_samples, seed=self.t.seed)
 
     def _global_batch(self) -> int:
@@ -207,9 +215,11 @@ class SFTTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _trainable_state(self) -> dict[str, torch.Tensor]:
+        """The trainable weights on CPU (every process must call it: FSDP / DeepSpeed gather here)."""
         model = self.accelerator.unwrap_model(self.model)
         names = {n for n, p in model.named_parameters() if p.requires_grad}
-        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in names}
+        full = self.accelerator.get_state_dict(self.model)
+        return {k: v.detach().cpu().clone() for k, v in full.items() if k in names}
 
     def _load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         model = self.accelerator.unwrap_model(self.model)
@@ -218,6 +228,7 @@ class SFTTrainer:
             raise SidrecError(f"checkpoint has weights this model lacks: {unexpected[:3]}")
 
     def save_checkpoint(self, progress_state: dict[str, Any]) -> None:
+        weights = self._trainable_state()
         if not self.is_main:
             self.accelerator.wait_for_everyone()
             return
@@ -225,12 +236,11 @@ class SFTTrainer:
         tmp = self.run.path / ".checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        torch.save(self._trainable_state(), tmp / "weights.pt")
+        torch.save(weights, tmp / "weights.pt")
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
                    tmp / "optimizer.pt")
         torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp / "rng.pt")
-        best = self.run.path / "best_weights.pt"
         write_json(tmp / "progress.json", progress_state)
         old = self.run.path / ".checkpoint.old"
         shutil.rmtree(old, ignore_errors=True)
@@ -238,7 +248,6 @@ class SFTTrainer:
             ckpt.rename(old)
         tmp.rename(ckpt)
         shutil.rmtree(old, ignore_errors=True)
-        del best
         self.accelerator.wait_for_everyone()
 
     def load_checkpoint(self) -> dict[str, Any] | None:
@@ -258,10 +267,11 @@ class SFTTrainer:
         return json.loads((ckpt / "progress.json").read_text())
 
     def save_best(self) -> None:
+        weights = self._trainable_state()
         if self.is_main:
             path = self.run.path / "best_weights.pt"
             tmp = path.with_suffix(".tmp")
-            torch.save(self._trainable_state(), tmp)
+            torch.save(weights, tmp)
             os.replace(tmp, path)
         self.accelerator.wait_for_everyone()
 
@@ -315,7 +325,7 @@ class SFTTrainer:
             loaded = self.load_checkpoint()
             if loaded is not None:
                 state = loaded
-                self.run.log(f"resumed at epoch {state['epoch']} step {state['global_step']}")
+                self._log(f"resumed at epoch {state['epoch']} step {state['global_step']}")
                 if self.is_main:
                     console.print(f"[bold]resuming[/bold] at epoch {state['epoch'] + 1}, step {state['global_step']}")
         if self.t.report_to and self.is_main:
@@ -420,7 +430,7 @@ class SFTTrainer:
         self._append_history(history_path, record)
         shown = metrics.get(self.t.eval_metric, metrics.get("loss"))
         msg = f"step {state['global_step']}: valid {self.t.eval_metric} {shown:.4f}" + (" (best)" if improved else "")
-        self.run.log(msg)
+        self._log(msg)
         if self.is_main:
             console.print(msg)
         if state["bad_evals"] >= self.t.patience:

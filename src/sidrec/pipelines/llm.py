@@ -1,0 +1,207 @@
+"""Train, evaluate and query generative (SID) recommenders.
+
+    from sidrec.pipelines.llm import train_sft, evaluate_llm_run, recommend
+    metrics = train_sft({"dataset": "data/industrial", "model": {"num_layers": 4}}, "runs/sft")
+    evaluate_llm_run("runs/sft", split="test")
+    items = recommend("runs/sft", ["B0001", "B0002"], top_k=10)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from sidrec.data.dataset import Dataset
+from sidrec.errors import ConfigError, DataError
+from sidrec.utils.io import read_yaml, write_json
+from sidrec.utils.runs import RunDir
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict merge (update wins); dotted keys `a.b.c` address nested fields."""
+    out = dict(base)
+    for key, value in update.items():
+        if "." in key:
+            head, rest = key.split(".", 1)
+            out[head] = _merge(out.get(head) or {}, {rest: value})
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def sft_config(values: dict[str, Any]) -> Any:
+    """Validate an SFT config dict (pydantic errors become ConfigError naming the field)."""
+    from pydantic import ValidationError
+
+    from sidrec.llm.trainer import SFTConfig
+
+    try:
+        return SFTConfig.model_validate(values)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"config field '{where}': {first['msg']} ({len(e.errors())} error(s) in all)") from None
+
+
+def trainer_class(method: str) -> type:
+    from sidrec.llm.trainer import SFTTrainer
+
+    if method == "sft":
+        return SFTTrainer
+    if method == "tiger":
+        from sidrec.llm.tiger import TigerTrainer
+
+        return TigerTrainer
+    raise ConfigError(f"method '{method}' is not available in this version of sidrec")
+
+
+def train_sft(
+    config: dict[str, Any] | str | Path,
+    out: str | Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train an SFT (or TIGER) run into `out`; returns metrics.json's content."""
+    out = Path(out)
+    values: dict[str, Any] = {}
+    if resume and (out / "config.yaml").is_file():
+        values = read_yaml(out / "config.yaml") or {}
+    if isinstance(config, (str, Path)):
+        values = _merge(values, read_yaml(config) or {})
+    elif config:
+        values = _merge(values, config)
+    values = _merge(values, overrides or {})
+    cfg = sft_config(values)
+    # Under accelerate launch / torchrun every process runs this: the process group starts first,
+    # rank 0 alone checks and prepares the run folder, then the others open it.
+    import torch
+    from accelerate import PartialState
+
+    device = cfg.training.device
+    state = PartialState(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
+    rank = state.process_index
+    if rank == 0:
+        run = RunDir(out, resume=resume, overwrite=overwrite)
+        if not resume:
+            for stale in ("checkpoint", "best_weights.pt", "history.jsonl", "model", "metrics.json"):
+                target = out / stale
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+    state.wait_for_everyone()
+    if rank != 0:
+        run = RunDir(out, resume=True)
+    try:
+        if rank == 0 and (not resume or not (out / "config.yaml").is_file()):
+            run.write_config(cfg.model_dump(mode="json"))
+        trainer = trainer_class(cfg.method)(cfg, run)
+        return trainer.train(resume=resume)
+    finally:
+        run.close()
+
+
+def is_llm_run(run: str | Path) -> bool:
+    """A generative (SFT / TIGER / ...) run, as opposed to a classic SASRec/GRU4Rec/popularity run."""
+    path = Path(run) / "config.yaml"
+    if (Path(run) / "model" / "sidrec.json").is_file():
+        return True
+    cfg = (read_yaml(path) or {}) if path.is_file() else {}
+    return isinstance(cfg.get("model"), dict) or "method" in cfg
+
+
+def evaluate_llm_run(
+    run: str | Path,
+    split: str = "test",
+    *,
+    mode: Literal["beam", "exact"] = "beam",
+    num_beams: int | None = None,
+    batch_size: int | None = None,
+    max_examples: int | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Re-evaluate a trained generative run on a split; writes metrics_<split>.json, ranks and top-k files."""
+    import torch
+
+    from sidrec.llm.recommender import GenerativeRecommender, resolve_model_dir
+    from sidrec.llm.trainer import EvalSettings, evaluate_splits
+    from sidrec.utils.device import resolve_device
+
+    run = Path(run)
+    cfg = read_yaml(run / "config.yaml") or {}
+    if not cfg.get("dataset"):
+        raise DataError("names no dataset folder", path=run / "config.yaml", field="dataset")
+    dataset = Dataset.load(cfg["dataset"])
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    else:
+        dev = resolve_device(device)
+    rec = GenerativeRecommender.load(resolve_model_dir(run), device=dev)
+    if set(rec.item_ids) != set(dataset.item_ids):
+        raise DataError(f"the model in {run} was trained on another item catalogue than {cfg['dataset']}")
+    ev = EvalSettings(**(cfg.get("eval") or {}))
+    settings = EvalSettings(splits=[split], num_beams=num_beams or ev.num_beams, batch_size=batch_size or ev.batch_size,
+                            max_examples=max_examples if max_examples is not None else ev.max_examples)
+    results = evaluate_splits(rec, dataset, settings, RunDir(run, resume=True), mode=mode)
+    write_json(run / f"metrics_{split}{'_exact' if mode == 'exact' else ''}.json", results[split])
+    return results[split]
+
+
+def parse_history(text: str, dataset: Dataset | None, known: set[str]) -> list[str]:
+    """'id1,id2,...' (item ids) or titles separated by '|' or ',' (matched exactly, case-insensitive)."""
+    parts = [p.strip() for p in (text.split("|") if "|" in text else text.split(",")) if p.strip()]
+    if not parts:
+        raise DataError("--history is empty: give item ids separated by commas (or titles separated by '|')")
+    out = []
+    titles: dict[str, str] = {}
+    if dataset is not None:
+        for iid, title in zip(dataset.items["item_id"].astype(str), dataset.items["title"].fillna("").astype(str), strict=True):
+            titles.setdefault(title.strip().lower(), iid)
+    for p in parts:
+        if p in known:
+            out.append(p)
+        elif p.lower() in titles:
+            out.append(titles[p.lower()])
+        else:
+            raise DataError(f"--history: '{p}' is neither an item id of this model nor an item title")
+    return out
+
+
+def recommend(run: str | Path, history: list[str] | str, *, top_k: int = 10, num_beams: int = 20,
+              device: str = "auto") -> pd.DataFrame:
+    """Top-K items for one history: rank, item_id, title, score (log-probability of the SID)."""
+    import numpy as np
+
+    from sidrec.llm.recommender import GenerativeRecommender, resolve_model_dir
+    from sidrec.utils.device import resolve_device
+
+    run = Path(run)
+    rec = GenerativeRecommender.load(resolve_model_dir(run), device=resolve_device(device))
+    dataset = None
+    cfg_path = run / "config.yaml"
+    if cfg_path.is_file():
+        ds_path = (read_yaml(cfg_path) or {}).get("dataset")
+        if ds_path and Path(ds_path).exists():
+            dataset = Dataset.load(ds_path, validate=False)
+    if isinstance(history, str):
+        history = parse_history(history, dataset, set(rec.item_ids))
+    rec.check_history(history, "--history")
+    items, scores = rec.recommend([history], top_k=top_k, num_beams=max(num_beams, top_k))
+    titles = {}
+    if dataset is not None:
+        titles = dict(zip(dataset.items["item_id"].astype(str), dataset.items["title"].fillna("").astype(str), strict=True))
+    return pd.DataFrame({
+        "rank": np.arange(1, len(items[0]) + 1),
+        "item_id": items[0],
+        "sid": [rec.sid_strings[i] for i in items[0]],
+        "title": [titles.get(i, "") for i in items[0]],
+        "score": scores[0][: len(items[0])],
+    })

@@ -1,0 +1,319 @@
+"""The LLM generative recommender on a tiny random Llama: SID tokens, collation, constrained decoding
+against brute force and against transformers' generate, training, exact resume, CLI, 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sidrec.llm.backbone import BackboneConfig, load_backbone
+from sidrec.llm.decoding import CausalLMStepper, beam_search, exact_item_scores
+from sidrec.llm.recommender import GenerativeRecommender, sid_maps
+from sidrec.llm.sft_data import IGNORE_INDEX, PromptBuilder, SFTCollator, SFTDataConfig, build_corpus, left_pad
+from sidrec.llm.tiny import make_tiny_lm
+from sidrec.llm.trainer import SFTConfig, SFTTrainer
+from sidrec.sids.table import SIDTable
+from sidrec.sids.trie import SIDTrie, TokenTrie
+from sidrec.utils.runs import RunDir
+
+from .conftest import chain_dataset
+
+N_ITEMS = 40
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def make_table() -> SIDTable:
+    i = np.arange(N_ITEMS)
+    return SIDTable([f"i{k}" for k in range(N_ITEMS)], np.stack([i // 10, (i // 3) % 4, i % 3], axis=1)).with_dedup()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("llm")
+    lm = make_tiny_lm(root / "lm", hidden=32)
+    chain_dataset(n_users=150, n_items=N_ITEMS, path=root / "chain")
+    make_table().save(root / "sids.json")
+    return root
+
+
+def tiny_config(root: Path, out_epochs: int = 2, **training) -> SFTConfig:
+    t = {"epochs": out_epochs, "batch_size": 16, "lr": 3e-3, "eval_samples": 30, "patience": 5, "log_steps": 5,
+         "device": "cpu", **training}
+    return SFTConfig(dataset=root / "chain", sids=root / "sids.json", model={"name_or_path": str(root / "lm")},
+                     data={"tasks": {"seqrec": 1.0}, "compact": True}, training=t, eval={"num_beams": 10, "batch_size": 32})
+
+
+# ----------------------------------------------------------------------------- tokens
+def test_sid_tokens_are_single_tokens_and_embeddings_resized(env):
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(env / "lm")
+    old_rows = base.get_input_embeddings().weight.detach().clone()
+    table = make_table()
+    model, tok, sid = load_backbone(BackboneConfig(name_or_path=str(env / "lm")), table.vocab())
+    n_sid = sum(table.codebook_sizes)
+    assert len(tok) == old_rows.shape[0] + n_sid
+    emb = model.get_input_embeddings().weight
+    assert emb.shape[0] == len(tok) and model.get_output_embeddings().weight.shape[0] == len(tok)
+    assert torch.equal(emb[: old_rows.shape[0]].detach(), old_rows)  # the pretrained rows are untouched
+    strings, ids = sid_maps(table, sid)
+    for iid in ("i0", "i17", "i39"):  # each SID token is ONE token, also inside running text
+        assert tok(strings[iid], add_special_tokens=False)["input_ids"] == ids[iid]
+        text_ids = tok(f"History: {strings[iid]}, {strings['i1']}", add_special_tokens=False)["input_ids"]
+        assert ids[iid][0] in text_ids and ids[iid][-1] in text_ids
+    assert model.generation_config.do_sample is False and model.generation_config.num_beams == 1
+
+
+def test_num_layers_truncates_and_lora_trains_sid_rows(env):
+    table = make_table()
+    model, _, _ = load_backbone(BackboneConfig(name_or_path=str(env / "lm"), num_layers=1), table.vocab())
+    assert model.config.num_hidden_layers == 1 and len(model.model.layers) == 1
+    lora, tok, sid = load_backbone(BackboneConfig(name_or_path=str(env / "lm"), finetune="lora",
+                                                  lora={"r": 4, "alpha": 8}), table.vocab())
+    trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "trainable_tokens" in n for n in trainable)
+    ids = torch.tensor([[5, 6] + sid.per_level[0][:2]])
+    lora(input_ids=ids, labels=ids).loss.backward()
+    grads = {n: p.grad for n, p in lora.named_parameters() if p.requires_grad and "trainable_tokens" in n}
+    assert grads and any(g is not None and g.abs().sum() > 0 for g in grads.values())
+
+
+# ----------------------------------------------------------------------------- data
+def test_collation_masks_prompt_and_padding(env):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(env / "lm")
+    table = make_table()
+    from sidrec.llm.backbone import add_sid_tokens
+
+    sid = add_sid_tokens(tok, table.vocab())
+    strings, ids = sid_maps(table, sid)
+    ds = chain_dataset(n_users=20, n_items=N_ITEMS)
+    builder = PromptBuilder(tok, strings, ids, SFTDataConfig(tasks={"seqrec": 1.0, "item2sid": 0.0}))
+    corpus = build_corpus(builder, ds.split("train"), ds.items)
+    batch = SFTCollator(tok.pad_token_id)(corpus.examples[:4])
+    for row, ex in enumerate(corpus.examples[:4]):
+        labels = batch["labels"][row]
+        n = len(ex.input_ids)
+        assert (labels[: ex.n_prompt] == IGNORE_INDEX).all() and (labels[n:] == IGNORE_INDEX).all()
+        response = labels[ex.n_prompt:n].tolist()
+        assert response[-1] == tok.eos_token_id and len(response) == table.n_levels + 1
+        assert batch["attention_mask"][row].sum() == n
+    target = ds.split("train")["target"].iloc[0]
+    assert corpus.examples[0].input_ids[corpus.examples[0].n_prompt:-1] == ids[target]
+
+
+def test_history_truncated_by_whole_items_oldest_first(env):
+    from transformers import AutoTokenizer
+
+    from sidrec.llm.backbone import add_sid_tokens
+
+    tok = AutoTokenizer.from_pretrained(env / "lm")
+    table = make_table()
+    strings, ids = sid_maps(table, add_sid_tokens(tok, table.vocab()))
+    history = [f"i{k}" for k in range(15)]
+    full = PromptBuilder(tok, strings, ids, SFTDataConfig(max_history=12)).seqrec_prompts([history])[0]
+    short = PromptBuilder(tok, strings, ids, SFTDataConfig(max_history=12, max_prompt_tokens=len(full) - 10)).seqrec_prompts([history])[0]
+    assert len(short) <= len(full) - 10
+    text = tok.decode(short)
+    assert strings["i14"] in text and strings["i3"] not in text  # newest kept, oldest dropped
+    kept = [k for k in range(15) if strings[f"i{k}"] in text]
+    assert kept == list(range(kept[0], 15))  # whole items, contiguous, most recent
+
+
+# ----------------------------------------------------------------------------- decoding
+@pytest.fixture(scope="module")
+def decoder_setup():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    vocab = 64
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2)).eval()
+    g = torch.Generator().manual_seed(1)
+    codes = torch.unique(torch.randint(0, 4, (40, 3), generator=g), dim=0)
+    codes = codes[torch.randperm(len(codes), generator=g)]
+    trie = SIDTrie.from_codes(codes, codebook_sizes=[4, 4, 4])
+    tt = TokenTrie(trie, [list(range(10, 14)), list(range(20, 24)), list(range(30, 34))], vocab)
+    prompts = [[5, 6, 7, 8], [9, 3], [1, 2, 3, 4, 5, 6]]  # different lengths: left padding is exercised
+    ids, mask = left_pad(prompts, 0)
+    return model, codes, tt, prompts, ids, mask
+
+
+def _brute_scores(model, codes, prompt) -> torch.Tensor:
+    out = []
+    with torch.no_grad():
+        for it in range(len(codes)):
+            toks = [10 + int(codes[it, 0]), 20 + int(codes[it, 1]), 30 + int(codes[it, 2])]
+            lp = model(torch.tensor([prompt + toks])).logits.log_softmax(-1)[0]
+            out.append(sum(float(lp[len(prompt) - 1 + j, toks[j]]) for j in range(3)))
+    return torch.tensor(out)
+
+
+def _naive_beam(model, codes, prompt, beams: int) -> list[int]:
+    """Textbook beam search, one full forward per beam per step (no cache), for reference."""
+    prefixes = {tuple(int(c) for c in row) for row in codes}
+    beam = [((), 0.0)]
+    with torch.no_grad():
+        for level in range(3):
+            cands = []
+            for pre, score in beam:
+                toks = [[10, 20, 30][lv] + pre[lv] for lv in range(level)]
+                lp = model(torch.tensor([prompt + toks])).logits.log_softmax(-1)[0, -1]
+                for c in range(4):
+                    new = pre + (c,)
+                    if any(p[: level + 1] == new for p in prefixes):
+                        cands.append((new, score + float(lp[[10, 20, 30][level] + c])))
+            beam = sorted(cands, key=lambda x: -x[1])[:beams]
+    index = {tuple(int(c) for c in row): i for i, row in enumerate(codes)}
+    return [index[p] for p, _ in beam]
+
+
+def test_exact_scores_equal_brute_force(decoder_setup):
+    model, codes, tt, prompts, ids, mask = decoder_setup
+    scores = exact_item_scores(CausalLMStepper(model), tt, ids, mask, node_chunk=3)
+    for row, prompt in enumerate(prompts):
+        torch.testing.assert_close(scores[row], _brute_scores(model, codes, prompt), atol=1e-4, rtol=0)
+
+
+def test_beam_search_matches_brute_force_and_naive_beam(decoder_setup):
+    model, codes, tt, prompts, ids, mask = decoder_setup
+    stepper = CausalLMStepper(model)
+    items, scores = beam_search(stepper, tt, ids, mask, num_beams=len(codes), top_k=10)
+    for row, prompt in enumerate(prompts):  # a beam as wide as the catalogue is exact
+        brute = _brute_scores(model, codes, prompt)
+        assert items[row].tolist() == brute.topk(10).indices.tolist()
+        torch.testing.assert_close(scores[row], brute.topk(10).values, atol=1e-4, rtol=0)
+    items, _ = beam_search(stepper, tt, ids, mask, num_beams=3, top_k=3)
+    for row, prompt in enumerate(prompts):  # a narrow beam equals the textbook algorithm
+        assert items[row].tolist() == _naive_beam(model, codes, prompt, 3)
+    again, _ = beam_search(stepper, tt, ids, mask, num_beams=3, top_k=3)
+    assert torch.equal(items, again)  # deterministic
+    assert (items >= 0).all() and len(set(items[0].tolist())) == 3  # distinct, real items
+
+
+def test_beam_search_equals_transformers_generate_with_prefix_fn(decoder_setup):
+    model, codes, tt, prompts, ids, mask = decoder_setup
+    trie = tt.trie
+    mine, _ = beam_search(CausalLMStepper(model), tt, ids, mask, num_beams=6, top_k=6)
+    prefixes = [[10 + int(r[0]), 20 + int(r[1]), 30 + int(r[2])] for r in codes]
+    width = ids.shape[1]
+
+    def allowed(batch_id: int, sent: torch.Tensor) -> list[int]:
+        gen = sent[width:].tolist()
+        return sorted({p[len(gen)] for p in prefixes if p[: len(gen)] == gen})
+
+    out = model.generate(input_ids=ids, attention_mask=mask, num_beams=6, num_return_sequences=6, do_sample=False,
+                         max_new_tokens=3, prefix_allowed_tokens_fn=allowed, early_stopping=True, pad_token_id=0,
+                         eos_token_id=None)
+    gen = out[:, width:].view(len(prompts), 6, 3)
+    index = {tuple(p): i for i, p in enumerate(prefixes)}
+    theirs = [[index[tuple(s.tolist())] for s in row] for row in gen]
+    assert mine.tolist() == theirs
+
+
+def test_fewer_items_than_beams_pads(decoder_setup):
+    model, _, _, _, ids, mask = decoder_setup
+    trie = SIDTrie.from_codes([[0, 1, 2], [1, 0, 0]], codebook_sizes=[4, 4, 4])
+    tt = TokenTrie(trie, [list(range(10, 14)), list(range(20, 24)), list(range(30, 34))], 64)
+    items, scores = beam_search(CausalLMStepper(model), tt, ids, mask, num_beams=5, top_k=5)
+    assert sorted(items[0, :2].tolist()) == [0, 1] and (items[:, 2:] == -1).all()
+    assert torch.isinf(scores[:, 2:]).all()
+
+
+# ----------------------------------------------------------------------------- training
+def test_training_evaluates_and_model_round_trips(env, tmp_path):
+    metrics = SFTTrainer(tiny_config(env), RunDir(tmp_path / "run")).train()
+    run = tmp_path / "run"
+    for split in ("valid", "test"):
+        assert metrics[split]["invalid_outputs"] == 0 and metrics[split]["n"] == 150
+        assert (run / f"ranks_{split}.parquet").is_file() and (run / f"topk_{split}.parquet").is_file()
+    records = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r and "valid" not in r]
+    assert losses[-1] < losses[0]  # it learns
+    assert any("valid" in r for r in records)
+    rec = GenerativeRecommender.load(run / "model")
+    hist = [["i1", "i2", "i3"], ["i30"]]
+    a, sa = rec.recommend(hist, top_k=5, num_beams=10)
+    b, sb = GenerativeRecommender.load(run / "model").recommend(hist, top_k=5, num_beams=10)
+    assert a == b and np.allclose(sa, sb)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _InterruptingTrainer(SFTTrainer):
+    def after_checkpoint(self, state):
+        if state["global_step"] >= 12:
+            raise _Interrupt
+
+
+def test_resume_continues_exactly(env, tmp_path):
+    cfg = tiny_config(env, out_epochs=3, eval_steps=6, eval_metric="loss", patience=50)
+    full = SFTTrainer(cfg, RunDir(tmp_path / "full")).train()
+    with pytest.raises(_Interrupt):
+        _InterruptingTrainer(cfg, RunDir(tmp_path / "cut")).train()
+    assert (tmp_path / "cut" / "checkpoint" / "progress.json").is_file()
+    resumed = SFTTrainer(cfg, RunDir(tmp_path / "cut", resume=True)).train(resume=True)
+    assert resumed["param_checksums"] == pytest.approx(full["param_checksums"], rel=1e-9, abs=1e-9)
+    assert resumed["train"]["steps"] == full["train"]["steps"]
+    assert resumed["test"]["ndcg@5"] == pytest.approx(full["test"]["ndcg@5"])
+
+
+def test_cli_train_recommend_eval(env, tmp_path):
+    from typer.testing import CliRunner
+
+    from sidrec.cli.main import app
+
+    out = tmp_path / "cli"
+    args = ["train", "sft", "--data", str(env / "chain"), "--sids", str(env / "sids.json"), "--model", str(env / "lm"),
+            "--out", str(out), "--epochs", "1", "--device", "cpu", "--set", "data.compact=true",
+            "--set", "data.tasks={seqrec: 1.0}", "--set", "eval.num_beams=10", "--set", "training.eval_samples=20"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "invalid outputs: 0" in r.output
+    r = CliRunner().invoke(app, ["recommend", "--run", str(out), "--history", "i1,i2,i3", "-k", "3", "--num-beams", "5"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("<a_") >= 3
+    r = CliRunner().invoke(app, ["recommend", "--run", str(out), "--history", "i1,nope"])
+    assert r.exit_code == 2 and "nope" in r.output
+    r = CliRunner().invoke(app, ["eval", "--run", str(out), "--split", "test", "--num-beams", "5", "--max-examples", "40"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics_test.json").read_text())
+    assert m["n"] == 40 and m["invalid_outputs"] == 0 and m["num_beams"] == 5
+
+
+def test_two_process_training_keeps_ranks_in_sync(env, tmp_path):
+    """torchrun with 2 CPU processes (gloo): DDP trains, and both ranks end with the same weights."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+           "-m", "sidrec.cli.main", "train", "sft", "--data", str(env / "chain"), "--sids", str(env / "sids.json"),
+           "--model", str(env / "lm"), "--out", str(out), "--epochs", "1", "--device", "cpu",
+           "--set", "data.compact=true", "--set", "data.tasks={seqrec: 1.0}", "--set", "eval.num_beams=10",
+           "--set", "training.eval_samples=20", "--set", "training.batch_size=8"]
+    env_vars = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env_vars, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["train"]["world_size"] == 2
+    a, b = m["param_checksums"]
+    assert a == pytest.approx(b, rel=1e-12)
+    n_train = len(chain_dataset(n_users=150, n_items=N_ITEMS).split("train"))
+    assert m["train"]["steps"] == -(-n_train // 16)  # global batch = 2 processes × 8
+    assert m["test"]["n"] == 150 and m["test"]["invalid_outputs"] == 0
