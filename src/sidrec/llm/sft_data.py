@@ -141,6 +141,8 @@ class PromptBuilder:
         return text
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
         add_special = self.cfg.prompt_format != "chat"  # the chat template already has its markers
         return self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
 
@@ -170,6 +172,8 @@ class PromptBuilder:
         return self.history_prompts("seqrec", histories, [0] * len(histories))
 
     def title_response(self, titles: Sequence[str]) -> list[list[int]]:
+        if not titles:
+            return []
         ids = self.tokenizer([" " + t for t in titles], add_special_tokens=False)["input_ids"]
         return [x + [self.eos] for x in ids]
 
@@ -235,7 +239,14 @@ def build_corpus(
 
 
 class SFTCollator:
-    """Right-pads a batch; labels are -100 on the prompt and on padding (loss on responses only)."""
+    """Left-pads a batch so every response ends at the last position; labels are -100 on the
+    prompt and on padding (loss on responses only).
+
+    Returns input_ids, attention_mask, position_ids (counted from each row's first real token)
+    and labels, plus `response_width`: the longest response + 1, i.e. how many final positions
+    carry a loss. `response_logits_loss` asks the model for only those positions' logits
+    (`logits_to_keep`), which skips the LM head (a large matrix for a 50k+ vocabulary) on prompts.
+    """
 
     def __init__(self, pad_id: int, max_length: int | None = None) -> None:
         self.pad_id = int(pad_id)
@@ -247,7 +258,7 @@ class SFTCollator:
             ids, n_prompt = ex.input_ids, ex.n_prompt
             if self.max_length is not None and len(ids) > self.max_length:
                 cut = len(ids) - self.max_length  # drop from the prompt's start, keep the response whole
-                if cut > n_prompt:
+                if cut >= n_prompt:
                     raise ConfigError(f"training.max_length={self.max_length} is shorter than a {ex.task} response")
                 ids, n_prompt = ids[cut:], n_prompt - cut
             seqs.append((ids, n_prompt))
@@ -257,10 +268,29 @@ class SFTCollator:
         attention = torch.zeros((len(seqs), width), dtype=torch.long)
         for row, (ids, n_prompt) in enumerate(seqs):
             t = torch.tensor(ids, dtype=torch.long)
-            input_ids[row, : len(ids)] = t
-            attention[row, : len(ids)] = 1
-            labels[row, n_prompt: len(ids)] = t[n_prompt:]
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+            start = width - len(ids)
+            input_ids[row, start:] = t
+            attention[row, start:] = 1
+            labels[row, start + n_prompt:] = t[n_prompt:]
+        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        response_width = max(len(ids) - n_prompt for ids, n_prompt in seqs) + 1
+        return {"input_ids": input_ids, "attention_mask": attention, "position_ids": position_ids, "labels": labels,
+                "response_width": torch.tensor(min(response_width, width))}
+
+
+def response_logits_loss(model: Any, batch: dict[str, torch.Tensor], **model_kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """Mean next-token cross-entropy over response tokens, computing logits only where needed.
+
+    Returns (loss, model output); `output.logits` covers the last `response_width` positions.
+    """
+    keep = int(batch["response_width"])
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False, **model_kwargs)
+    logits = out.logits[:, -keep:-1, :] if keep > 1 else out.logits[:, :0, :]
+    labels = batch["labels"][:, -keep + 1:] if keep > 1 else batch["labels"][:, :0]
+    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                             ignore_index=IGNORE_INDEX)
+    return loss, out
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

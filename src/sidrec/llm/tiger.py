@@ -367,6 +367,10 @@ class TigerTrainer(SFTTrainer):
     def collate(self, batch: list[TokenizedExample]) -> dict[str, torch.Tensor]:
         return self._tiger_collator(batch)  # type: ignore[arg-type]
 
+    def lm_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy over the label tokens (target SID + <eos>)."""
+        return model(**batch).loss
+
     def make_recommender(self) -> TigerRecommender:
         model = self.accelerator.unwrap_model(self.model)
         settings = self.settings.model_copy(update={"max_history": self._max_items(self.table)})

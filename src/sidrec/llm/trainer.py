@@ -44,7 +44,15 @@ from sidrec.errors import ConfigError, DataError, SidrecError
 from sidrec.llm.backbone import BackboneConfig, count_parameters, load_backbone
 from sidrec.llm.evaluate import evaluate_frame, fixed_sample
 from sidrec.llm.recommender import GenerativeRecommender, sid_maps
-from sidrec.llm.sft_data import PromptBuilder, SFTCollator, SFTCorpus, SFTDataConfig, TokenizedExample, build_corpus
+from sidrec.llm.sft_data import (
+    PromptBuilder,
+    SFTCollator,
+    SFTCorpus,
+    SFTDataConfig,
+    TokenizedExample,
+    build_corpus,
+    response_logits_loss,
+)
 from sidrec.sids.table import SIDTable
 from sidrec.utils.io import write_json
 from sidrec.utils.progress import console, progress
@@ -162,9 +170,13 @@ class SFTTrainer:
                                      kind="causal_lm")
 
     def compute_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Mean cross-entropy over response tokens (labels -100 elsewhere)."""
-        out = model(**batch)
-        return out.loss, {}
+        """The training objective (SFT: the LM loss; TS-Rec / ILRec add their terms here)."""
+        return self.lm_loss(model, batch), {}
+
+    def lm_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy over response tokens (labels -100 elsewhere); also the validation loss."""
+        loss, _ = response_logits_loss(model, batch)
+        return loss
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -289,9 +301,9 @@ class SFTTrainer:
         total, count = 0.0, 0
         for start in range(self.rank * self.t.batch_size, len(examples), self.t.batch_size * self.world):
             batch = {k: v.to(self.device) for k, v in self.collate(examples[start:start + self.t.batch_size]).items()}
-            out = model(**batch)
+            loss = self.lm_loss(model, batch)
             n = int((batch["labels"][:, 1:] != -100).sum())
-            total += float(out.loss) * n
+            total += float(loss) * n
             count += n
         model.train()
         t = torch.tensor([total, count], dtype=torch.float64, device=self.device)

@@ -1,0 +1,242 @@
+"""`sidrec run CONFIG.yaml`: data → SIDs → baselines → generative training → evaluation, cached.
+
+A pipeline config names each stage's inputs; every stage writes its artifact under `out/` with a
+`stage.json` holding the hash of everything the artifact depends on (its own config section and
+the hashes of the stages before it). A stage whose hash matches a finished artifact is reused;
+an unfinished training run with a matching hash is resumed from its checkpoint; anything else is
+rebuilt. So editing `train.training.lr` retrains only the model, and editing `sids` rebuilds the
+SIDs and retrains the model, but leaves the dataset and the baselines alone.
+
+    name: demo
+    out: runs/demo
+    data:                 # exactly one of: synthetic / import / path
+      synthetic: {n_items: 600, n_users: 1000, seed: 0}
+      # import: {format: minionerec, path: ../shared/data/amazon18-industrial, options: {}}
+      # path: data/my-dataset
+    sids:                 # method: external (the dataset's own) | rqkmeans | balanced | rqvae
+      method: rqkmeans
+      levels: 3
+      codebook: 32
+    baselines:            # classic models on the same split: name → training overrides
+      pop: {}
+      sasrec: {epochs: 15}
+    train:                # generative runs: name → an SFT config without dataset/sids
+      sft:                #   (see sidrec.llm.trainer.SFTConfig; method: sft | tiger)
+        model: {name_or_path: smollm2-135m, num_layers: 2}
+      tiger:
+        method: tiger
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sidrec.errors import ConfigError
+from sidrec.utils.io import read_json, read_yaml, write_json
+from sidrec.utils.progress import console
+
+STAGE_FILE = "stage.json"
+
+
+class DataStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    synthetic: dict[str, Any] | None = None
+    import_: dict[str, Any] | None = Field(None, alias="import")
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataStage:
+        given = [k for k, v in (("synthetic", self.synthetic), ("import", self.import_), ("path", self.path)) if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"data needs exactly one of synthetic / import / path (got {given or 'none'})")
+        return self
+
+
+class SIDStage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = "external"
+    levels: int = 3
+    codebook: int | list[int] = 256
+    seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+    embed: dict[str, Any] = Field(default_factory=dict, description="EmbedConfig fields (encoder, template, ...)")
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    out: Path
+    data: DataStage
+    sids: SIDStage = Field(default_factory=SIDStage)
+    baselines: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    train: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def _hash(*parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cached(folder: Path, key: str, done_file: str) -> bool:
+    stage = folder / STAGE_FILE
+    return stage.is_file() and read_json(stage).get("key") == key and (folder / done_file).exists()
+
+
+def _mark(folder: Path, key: str, **info: Any) -> None:
+    write_json(folder / STAGE_FILE, {"key": key, **info})
+
+
+def packaged_config(name: str) -> Path | None:
+    """A config shipped with sidrec (`demo-cpu`, `industrial-partial-gpu`, ...), or None."""
+    stem = name.removesuffix(".yaml")
+    ref = resources.files("sidrec") / "configs" / f"{stem}.yaml"
+    return Path(str(ref)) if ref.is_file() else None
+
+
+def load_pipeline_config(path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read a pipeline YAML (a path, or the name of a packaged config) and apply dotted overrides."""
+    from pydantic import ValidationError
+
+    from sidrec.pipelines.llm import _merge
+
+    path = Path(path_or_name)
+    if not path.is_file():
+        packaged = packaged_config(str(path_or_name))
+        if packaged is None:
+            raise ConfigError(f"config {path_or_name} not found (neither a file nor a packaged config name; "
+                              "packaged: " + ", ".join(list_packaged_configs()) + ")")
+        path = packaged
+    values = _merge(read_yaml(path) or {}, overrides or {})
+    try:
+        return PipelineConfig.model_validate(values)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: field '{where}': {first['msg']}") from None
+
+
+def list_packaged_configs() -> list[str]:
+    folder = resources.files("sidrec") / "configs"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+# ----------------------------------------------------------------------------- stages
+def data_stage(cfg: PipelineConfig, out: Path) -> tuple[Path, str]:
+    d = cfg.data
+    if d.path is not None:
+        from sidrec.data.dataset import Dataset
+
+        Dataset.load(d.path)  # validates
+        return d.path, _hash("path", str(Path(d.path).resolve()))
+    key = _hash(d.model_dump(mode="json", by_alias=True))
+    folder = out / "data"
+    if _cached(folder, key, "dataset.json"):
+        console.print(f"[dim]data: cached ({folder})[/dim]")
+        return folder, key
+    if d.synthetic is not None:
+        from sidrec.data.synthetic import SyntheticConfig, generate_synthetic
+
+        console.print(f"[bold]data[/bold]: generating the [yellow]synthetic[/yellow] dataset {d.synthetic}")
+        ds = generate_synthetic(SyntheticConfig(**d.synthetic))
+    else:
+        from sidrec.data.importers import import_dataset
+
+        spec = dict(d.import_ or {})
+        fmt, src = spec.pop("format", "auto"), spec.pop("path", None)
+        if src is None:
+            raise ConfigError("data.import needs a path")
+        console.print(f"[bold]data[/bold]: importing {src} ({fmt})")
+        ds = import_dataset(fmt, src, **spec.pop("options", {}), **spec)
+    ds.save(folder)
+    _mark(folder, key)
+    return folder, key
+
+
+def sids_stage(cfg: PipelineConfig, out: Path, data_dir: Path, data_key: str) -> tuple[Path | None, str]:
+    s = cfg.sids
+    key = _hash(data_key, s.model_dump(mode="json"))
+    if s.method == "external":
+        return None, key  # the trainer reads the dataset's own SIDs
+    folder = out / "sids"
+    if _cached(folder, key, "sids.json"):
+        console.print(f"[dim]sids: cached ({folder})[/dim]")
+        return folder / "sids.json", key
+    from sidrec.data.dataset import Dataset
+    from sidrec.sids.build import build_sids, write_build
+    from sidrec.sids.embed import EmbedConfig
+    from sidrec.sids.report import sid_report
+
+    console.print(f"[bold]sids[/bold]: {s.method}, {s.levels} levels × {s.codebook}")
+    ds = Dataset.load(data_dir)
+    table = build_sids(ds, s.method, levels=s.levels, codebook=s.codebook, embed_config=EmbedConfig(**s.embed),
+                       seed=s.seed, options=s.options)
+    write_build(table, folder, sid_report(table))
+    _mark(folder, key)
+    return folder / "sids.json", key
+
+
+def baseline_stage(name: str, overrides: dict[str, Any], out: Path, data_dir: Path, data_key: str) -> dict[str, Any]:
+    from sidrec.pipelines.classic import train_classic
+
+    model = overrides.get("model", name)
+    key = _hash(data_key, name, overrides)
+    folder = out / name
+    if _cached(folder, key, "metrics.json"):
+        console.print(f"[dim]{name}: cached ({folder})[/dim]")
+        return read_json(folder / "metrics.json")
+    console.print(f"[bold]{name}[/bold]: training")
+    metrics = train_classic(model, data_dir, folder, overrides={k: v for k, v in overrides.items() if k != "model"},
+                            overwrite=True)
+    _mark(folder, key)
+    return metrics
+
+
+def train_stage(name: str, train: dict[str, Any], out: Path, data_dir: Path, sids_path: Path | None,
+                sids_key: str) -> dict[str, Any]:
+    from sidrec.pipelines.llm import train_sft
+
+    key = _hash(sids_key, train)
+    folder = out / name
+    if _cached(folder, key, "metrics.json"):
+        console.print(f"[dim]{name}: cached ({folder})[/dim]")
+        return read_json(folder / "metrics.json")
+    stage = folder / STAGE_FILE
+    resume = stage.is_file() and read_json(stage).get("key") == key and (folder / "checkpoint").is_dir()
+    values = {**train, "dataset": str(data_dir)}
+    if sids_path is not None:
+        values["sids"] = str(sids_path)
+    console.print(f"[bold]{name}[/bold]: {'resuming' if resume else 'training'} ({train.get('method', 'sft')})")
+    folder.mkdir(parents=True, exist_ok=True)
+    _mark(folder, key)
+    return train_sft(values, folder, resume=resume, overwrite=not resume)
+
+
+def run_pipeline(cfg: PipelineConfig, out: Path | None = None) -> dict[str, Any]:
+    """Run (or reuse) every stage; returns and writes OUT/summary.json: test metrics per model."""
+    out = Path(out or cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    from sidrec.utils.io import write_yaml
+
+    write_yaml(out / "pipeline.yaml", cfg.model_dump(mode="json", by_alias=True))
+    data_dir, data_key = data_stage(cfg, out)
+    sids_path, sids_key = sids_stage(cfg, out, data_dir, data_key)
+    results: dict[str, dict[str, Any]] = {}
+    for name, overrides in cfg.baselines.items():
+        results[name] = baseline_stage(name, overrides, out, data_dir, data_key)["test"]
+    for name, train in cfg.train.items():
+        results[name] = train_stage(name, train, out, data_dir, sids_path, sids_key)["test"]
+    summary = {"name": cfg.name, "dataset": str(data_dir), "sids": str(sids_path) if sids_path else "external",
+               "wall_seconds": round(time.perf_counter() - t0, 1), "test": results}
+    write_json(out / "summary.json", summary)
+    return summary
