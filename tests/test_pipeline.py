@@ -7,7 +7,6 @@ import json
 from typer.testing import CliRunner
 
 from sidrec.cli.main import app
-from sidrec.pipelines.demo import run_demo
 
 runner = CliRunner()
 
@@ -36,10 +35,23 @@ def test_train_eval_compare_via_cli(tmp_path):
     assert r.exit_code == 2 and "--resume" in r.output
 
 
-def test_demo_job_tiny(tmp_path):
-    results = run_demo(tmp_path / "demo", n_items=120, n_users=200, epochs=2, device="cpu")
-    assert set(results) == {"pop", "gru4rec", "sasrec"}
+def test_demo_command_runs_the_packaged_pipeline_tiny(tmp_path):
+    """`sidrec demo` = the packaged demo-cpu pipeline; here shrunk (tiny LM, small catalogue) by --set."""
+    from sidrec.llm.tiny import make_tiny_lm
+
+    lm = make_tiny_lm(tmp_path / "lm", hidden=32)
+    sets = ["data.synthetic.n_items=80", "data.synthetic.n_users=120", "sids.codebook=8",
+            "baselines.sasrec.epochs=2", f"train.sft.model.name_or_path={lm}", "train.sft.training.eval_samples=20",
+            "train.sft.training.device=cpu", "train.sft.eval.batch_size=60"]
+    args = ["demo", "--out", str(tmp_path / "demo")]
+    for s in sets:
+        args += ["--set", s]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert summary["dataset"] == "synthetic" and summary["test"]["sasrec"]["n"] == results["sasrec"]["n"]
-    for m in results.values():
+    assert set(summary["test"]) == {"pop", "sasrec", "sft"}
+    assert summary["test"]["sft"]["n"] == summary["test"]["sasrec"]["n"] == 120
+    assert summary["test"]["sft"]["invalid_outputs"] == 0
+    assert "sft" in r.output and "sasrec" in r.output
+    for m in summary["test"].values():
         assert 0.0 <= m["ndcg@10"] <= m["hr@10"] <= 1.0
