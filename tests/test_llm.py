@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -338,6 +339,15 @@ def test_two_process_training_keeps_ranks_in_sync(env, tmp_path):
     n_train = len(chain_dataset(n_users=150, n_items=N_ITEMS).split("train"))
     assert m["train"]["steps"] == -(-n_train // 16)  # global batch = 2 processes × 8
     assert m["test"]["n"] == 150 and m["test"]["invalid_outputs"] == 0
+    # sharded evaluation: 2 processes give exactly the single-process ranks
+    single = pd.read_parquet(out / "ranks_test.parquet")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29562",
+           "-m", "sidrec.cli.main", "eval", "--run-dir", str(out), "--split", "test", "--device", "cpu", "--num-beams", "10"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env_vars, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sharded = pd.read_parquet(out / "ranks_test.parquet")
+    assert sharded.equals(single)
+    assert json.loads((out / "metrics_test.json").read_text())["n"] == 150
 
 
 def test_response_only_loss_equals_full_logits_loss(env):

@@ -136,7 +136,7 @@ def train_pop(data: DataOpt, out: OutOpt, overwrite: OverwriteOpt = False) -> No
 @friendly_errors
 def eval_run(
     ctx: typer.Context,
-    run: Annotated[Optional[Path], typer.Option("--run", help="Run folder to evaluate.")] = None,
+    run: Annotated[Optional[Path], typer.Option("--run", "--run-dir", help="Run folder to evaluate (--run-dir: the same, for torchrun, whose parser claims --run).")] = None,
     split: Annotated[str, typer.Option("--split", help="valid | test")] = "test",
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")] = "auto",
     mode: Annotated[str, typer.Option("--mode", help="LLM runs: beam (constrained beam search) | exact (score every item).")] = "beam",

@@ -140,8 +140,11 @@ def evaluate_llm_run(
     if not cfg.get("dataset"):
         raise DataError("names no dataset folder", path=run / "config.yaml", field="dataset")
     dataset = Dataset.load(cfg["dataset"])
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate launch / torchrun: shard the examples
+        from accelerate import PartialState
+
+        state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
+        dev = state.device
     else:
         dev = resolve_device(device)
     rec = GenerativeRecommender.load(resolve_model_dir(run), device=dev)
@@ -150,8 +153,10 @@ def evaluate_llm_run(
     ev = EvalSettings(**(cfg.get("eval") or {}))
     settings = EvalSettings(splits=[split], num_beams=num_beams or ev.num_beams, batch_size=batch_size or ev.batch_size,
                             max_examples=max_examples if max_examples is not None else ev.max_examples)
-    results = evaluate_splits(rec, dataset, settings, RunDir(run, resume=True), mode=mode)
-    write_json(run / f"metrics_{split}{'_exact' if mode == 'exact' else ''}.json", results[split])
+    main = int(os.environ.get("RANK", "0")) == 0
+    results = evaluate_splits(rec, dataset, settings, RunDir(run, resume=True) if main else None, mode=mode)
+    if main:
+        write_json(run / f"metrics_{split}{'_exact' if mode == 'exact' else ''}.json", results[split])
     return results[split]
 
 
