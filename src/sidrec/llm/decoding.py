@@ -1,6 +1,6 @@
 """Trie-constrained beam search and exact ranking over semantic IDs (methods.md §6).
 
-    stepper = CausalLMStepper(model)            # or Seq2SeqStepper(t5) for TIGER
+    stepper = CausalLMStepper(model)            # or sidrec.llm.tiger.Seq2SeqStepper(t5) for TIGER
     items, scores = beam_search(stepper, token_trie, input_ids, attention_mask, num_beams=20, top_k=10)
     scores_all = exact_item_scores(stepper, token_trie, input_ids, attention_mask)   # [B, n_items]
 
@@ -16,13 +16,14 @@ trie as padded id lists (a gather of the allowed logits, no full-vocabulary mask
 loop over prompts or beams, no sampling and no inherited generation config: nothing here reads
 `model.generation_config`. Every returned item is a real item, by construction (invalid = 0).
 
-Exact ranking: the prompt's KV cache is computed once and shared; then, depth by depth, every
-trie node's prefix is scored for all prompts in chunks of nodes, and each item's score is the
-sum of its levels' log-probabilities.
+Exact ranking: the prompt's KV cache is computed once and shared; the trie is walked depth-first
+in chunks of nodes, each node's cache being its parent's extended by one token (one single-token
+forward per trie node), and each item's score is the sum of its levels' log-probabilities.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Protocol
 
 import torch
@@ -144,43 +145,64 @@ def exact_item_scores(
     *,
     node_chunk: int = 256,
 ) -> torch.Tensor:
-    """log p(SID of item | prompt) for every item: [B, n_items] (the exact full ranking)."""
+    """log p(SID of item | prompt) for every item: [B, n_items] (the exact full ranking).
+
+    Depth-first over the trie in chunks of at most `node_chunk` nodes per prompt: a node's cache is
+    its parent's cache extended by one token, so every trie node costs exactly one single-token
+    forward (the prompt itself is encoded once and shared).
+    """
     trie = token_trie.trie
-    device = input_ids.device
     batch = input_ids.shape[0]
-    n_items = trie.n_items
     logits, prompt_state = stepper.prefill(input_ids, attention_mask)
     codes_sorted = trie.codes[trie.order]  # [n, L] in sorted-rank order
-    # level 0: one distribution per prompt
-    ids0 = token_trie.token_ids[0].unsqueeze(0).expand(batch, -1)
-    lp0 = _logprobs_of(logits, ids0, torch.ones_like(ids0, dtype=torch.bool))  # [B, K0]
-    total = lp0[:, codes_sorted[:, 0]]  # [B, n] by sorted rank
-    for depth in range(1, trie.depth):
-        n_nodes = trie.num_nodes(depth)
-        # the prefix tokens of every depth-`depth` node: take them from its first item
-        first_rank = trie.item_indptr[depth][:-1]
-        prefix_tokens = torch.stack(
-            [token_trie.token_ids[lvl][codes_sorted[first_rank, lvl]] for lvl in range(depth)], dim=1)  # [N, depth]
-        ids_d = token_trie.token_ids[depth]
-        for start in range(0, n_nodes, node_chunk):
-            end = min(n_nodes, start + node_chunk)
-            n = end - start
-            rows = torch.arange(batch, device=device).repeat_interleave(n)  # prompt-major: row = b * n + j
-            state = stepper.select(_clone_state(prompt_state), rows)
-            chunk_tokens = prefix_tokens[start:end].repeat(batch, 1)  # [B*n, depth]
-            for t in range(depth):
-                logits, state = stepper.step(chunk_tokens[:, t], state)
-            lp = _logprobs_of(logits, ids_d.unsqueeze(0).expand(batch * n, -1),
-                              torch.ones(batch * n, ids_d.numel(), dtype=torch.bool, device=device))
-            lp = lp.view(batch, n, -1)
-            r0, r1 = int(trie.item_indptr[depth][start]), int(trie.item_indptr[depth][end])
-            node_local = trie.node_of_rank[depth][r0:r1] - start if depth < trie.depth else None
-            total[:, r0:r1] += lp[:, node_local, codes_sorted[r0:r1, depth]]
+    total = torch.zeros(batch, trie.n_items, device=input_ids.device)
+    _score_subtree(stepper, token_trie, codes_sorted, total, 0, 0, 1, prompt_state, logits, batch, node_chunk)
     return total[:, trie.rank_of_item]
 
 
-def _clone_state(state: Any) -> Any:
-    """A copy of a stepper state whose cache can be reordered without touching the original."""
-    import copy
+def _score_subtree(stepper: Stepper, token_trie: TokenTrie, codes_sorted: torch.Tensor, total: torch.Tensor,
+                   depth: int, lo: int, hi: int, state: Any, logits: torch.Tensor, batch: int, chunk: int) -> None:
+    """Add the level-`depth` log-probs of the items under depth-`depth` nodes [lo, hi), then recurse.
 
-    return copy.deepcopy(state)
+    `state` / `logits` rows are (prompt b, node j) in prompt-major order: row = b * (hi - lo) + (j - lo).
+    """
+    trie = token_trie.trie
+    device = total.device
+    n = hi - lo
+    ids = token_trie.token_ids[depth]
+    lp = _logprobs_of(logits, ids.unsqueeze(0).expand(logits.shape[0], -1),
+                      torch.ones(logits.shape[0], ids.numel(), dtype=torch.bool, device=device)).view(batch, n, -1)
+    r0, r1 = int(trie.item_indptr[depth][lo]), int(trie.item_indptr[depth][hi])
+    local = (trie.node_of_rank[depth][r0:r1] - lo) if depth > 0 else torch.zeros(r1 - r0, dtype=torch.long, device=device)
+    total[:, r0:r1] += lp[:, local, codes_sorted[r0:r1, depth]]
+    if depth + 1 >= trie.depth:
+        return
+    c0, c1 = int(trie.child_indptr[depth][lo]), int(trie.child_indptr[depth][hi])
+    for a in range(c0, c1, chunk):
+        b = min(c1, a + chunk)
+        children = torch.arange(a, b, device=device)
+        parent_local = trie.parent(depth + 1, children) - lo
+        rows = (torch.arange(batch, device=device).unsqueeze(1) * n + parent_local.unsqueeze(0)).reshape(-1)
+        child_state = stepper.select(_clone_state(state), rows)
+        tokens = ids[trie.child_codes[depth][a:b]].repeat(batch)
+        child_logits, child_state = stepper.step(tokens, child_state)
+        _score_subtree(stepper, token_trie, codes_sorted, total, depth + 1, a, b, child_state, child_logits, batch, chunk)
+
+
+def _fork_cache(cache: Any) -> Any:
+    """A shallow copy of a transformers cache whose `reorder_cache` leaves the original intact
+    (reordering rebinds each layer's key/value tensors; it never writes into them)."""
+    new = copy.copy(cache)
+    if isinstance(getattr(cache, "layers", None), list):
+        new.layers = [copy.copy(layer) for layer in cache.layers]
+    for attr in ("self_attention_cache", "cross_attention_cache"):
+        if hasattr(cache, attr):
+            setattr(new, attr, _fork_cache(getattr(cache, attr)))
+    return new
+
+
+def _clone_state(state: Any) -> Any:
+    """A stepper state that can be `select`-ed without changing `state` (tensors are shared, not copied)."""
+    if isinstance(state, tuple):
+        return tuple(_fork_cache(x) if hasattr(x, "reorder_cache") else x for x in state)
+    return _fork_cache(state)
