@@ -92,6 +92,11 @@ def test_num_layers_truncates_and_lora_trains_sid_rows(env):
     lora(input_ids=ids, labels=ids).loss.backward()
     grads = {n: p.grad for n, p in lora.named_parameters() if p.requires_grad and "trainable_tokens" in n}
     assert grads and any(g is not None and g.abs().sum() > 0 for g in grads.values())
+    ckpt, _, _ = load_backbone(BackboneConfig(name_or_path=str(env / "lm"), gradient_checkpointing=True), table.vocab())
+    assert ckpt.is_gradient_checkpointing
+    ckpt.train()
+    ckpt(input_ids=ids, labels=ids).loss.backward()
+    assert ckpt.model.layers[0].mlp.up_proj.weight.grad is not None
 
 
 # ----------------------------------------------------------------------------- data
