@@ -80,6 +80,11 @@ def train_sft(
         values = _merge(values, config)
     values = _merge(values, overrides or {})
     cfg = sft_config(values)
+    if not (Path(cfg.dataset) / "dataset.json").is_file():  # fail before creating the run folder
+        raise DataError(f"{cfg.dataset}: not a sidrec dataset folder (dataset.json is missing); "
+                        "create one with `sidrec data import …` or `sidrec data synth`")
+    if cfg.sids is not None and not Path(cfg.sids).is_file():
+        raise DataError(f"{cfg.sids}: SID file not found (build one with `sidrec sids build`)")
     # Under accelerate launch / torchrun every process runs this: the process group starts first,
     # rank 0 alone checks and prepares the run folder, then the others open it.
     import torch
