@@ -88,7 +88,7 @@ def collect(dataset: str, out: Path) -> dict[str, Any]:
         if name in ranks and "sasrec" in ranks:
             res = paired_bootstrap(ranks["sasrec"], ranks[name], metrics=list(METRICS), n_boot=2000, seed=0)
             comparisons[f"{name}_vs_sasrec"] = [r.__dict__ for r in res]
-    return {"rows": int(len(rows)), "models": per_model, "paired": comparisons}
+    return {"rows": int(min(r["n"] for r in per_model.values())), "models": per_model, "paired": comparisons}
 
 
 def main() -> None:
