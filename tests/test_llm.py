@@ -326,10 +326,18 @@ def test_history_by_titles_or_ids():
         parse_history("Green Soap|i3", ds, known)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_two_process_training_keeps_ranks_in_sync(env, tmp_path):
     """torchrun with 2 CPU processes (gloo): DDP trains, and both ranks end with the same weights."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "sidrec.cli.main", "train", "sft", "--data", str(env / "chain"), "--sids", str(env / "sids.json"),
            "--model", str(env / "lm"), "--out", str(out), "--epochs", "1", "--device", "cpu",
            "--set", "data.compact=true", "--set", "data.tasks={seqrec: 1.0}", "--set", "eval.num_beams=10",
@@ -346,7 +354,7 @@ def test_two_process_training_keeps_ranks_in_sync(env, tmp_path):
     assert m["test"]["n"] == 150 and m["test"]["invalid_outputs"] == 0
     # sharded evaluation: 2 processes give exactly the single-process ranks
     single = pd.read_parquet(out / "ranks_test.parquet")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29562",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "sidrec.cli.main", "eval", "--run-dir", str(out), "--split", "test", "--device", "cpu", "--num-beams", "10"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env_vars, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
