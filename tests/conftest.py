@@ -22,6 +22,17 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest (and steadiest on a shared CPU) on one thread."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def tiny_interactions() -> tuple[pd.DataFrame, pd.DataFrame]:
     """Four users, six items, with a timestamp tie to exercise the stable tie rule."""

@@ -30,14 +30,6 @@ N_ITEMS = 40
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def make_table() -> SIDTable:
     i = np.arange(N_ITEMS)
     return SIDTable([f"i{k}" for k in range(N_ITEMS)], np.stack([i // 10, (i // 3) % 4, i % 3], axis=1)).with_dedup()

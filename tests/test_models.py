@@ -20,15 +20,6 @@ from sidrec.models import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest (and steadiest on a shared CPU) on one thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def tiny_models(n_items: int = 12) -> list:
     torch.manual_seed(0)
     return [

@@ -15,14 +15,6 @@ from sidrec.models import PopularityModel
 from .conftest import chain_dataset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_fast_ranks_equal_reference_with_and_without_ties():
     torch.manual_seed(0)
     scores = torch.randn(64, 50)

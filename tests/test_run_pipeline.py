@@ -14,14 +14,6 @@ from sidrec.llm.tiny import make_tiny_lm
 from sidrec.pipelines.run import list_packaged_configs, load_pipeline_config, run_pipeline
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _config(tmp_path: Path) -> Path:
     lm = make_tiny_lm(tmp_path / "lm", hidden=32)
     cfg = {

@@ -38,14 +38,6 @@ N_ITEMS = 40
 TINY = {"d_model": 32, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2, "num_heads": 2, "d_kv": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def make_table() -> SIDTable:
     """3 levels of sizes (4, 4, 3); unique for 40 items."""
     i = np.arange(N_ITEMS)

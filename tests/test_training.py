@@ -29,14 +29,6 @@ from .conftest import chain_dataset
 FAST = {"hidden_size": 32, "num_layers": 1, "batch_size": 32, "lr": 0.01, "dropout": 0.1, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     return chain_dataset(path=tmp_path_factory.mktemp("data") / "chain")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class SidrecError(Exception):
@@ -41,3 +42,17 @@ class DataError(SidrecError):
 
 class ConfigError(SidrecError):
     """A configuration value is missing or invalid."""
+
+
+def validated(model_cls: Any, values: Any, where: str = "config", field_prefix: str = "") -> Any:
+    """`model_cls.model_validate(values)`, with pydantic's errors turned into one ConfigError that
+    names the first bad field (`where: field 'training.lr': …`) and how many there are."""
+    from pydantic import ValidationError
+
+    try:
+        return model_cls.model_validate(values)
+    except ValidationError as e:
+        errors = e.errors()
+        field = field_prefix + ".".join(str(p) for p in errors[0]["loc"])
+        more = f" ({len(errors)} errors in all)" if len(errors) > 1 else ""
+        raise ConfigError(f"{where}: field '{field}': {errors[0]['msg']}{more}") from None

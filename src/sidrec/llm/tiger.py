@@ -48,10 +48,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from sidrec.data.dataset import Dataset
-from sidrec.errors import ConfigError, DataError
+from sidrec.errors import ConfigError, DataError, validated
 from sidrec.llm.backbone import SIDTokens, quiet_transformers
 from sidrec.llm.recommender import FORMAT, GenerativeRecommender, sid_maps
 from sidrec.llm.sft_data import IGNORE_INDEX, SFTCorpus, SFTDataConfig, TokenizedExample
@@ -102,12 +102,7 @@ class TigerSettings(BaseModel):
 
 def tiger_settings(values: dict[str, Any]) -> TigerSettings:
     """Validate `SFTConfig.tiger`; errors become ConfigError naming the field."""
-    try:
-        return TigerSettings.model_validate(values)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"config field 'tiger.{where}': {first['msg']}") from None
+    return validated(TigerSettings, values, field_prefix="tiger.")
 
 
 # ---------------------------------------------------------------------------------------- vocabulary

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from sidrec.data.dataset import Dataset
-from sidrec.errors import ConfigError, DataError
+from sidrec.errors import ConfigError, DataError, validated
 from sidrec.utils.io import read_yaml, write_json
 from sidrec.utils.runs import RunDir
 
@@ -37,16 +37,9 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 def sft_config(values: dict[str, Any]) -> Any:
     """Validate an SFT config dict (pydantic errors become ConfigError naming the field)."""
-    from pydantic import ValidationError
-
     from sidrec.llm.trainer import SFTConfig
 
-    try:
-        return SFTConfig.model_validate(values)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"config field '{where}': {first['msg']} ({len(e.errors())} error(s) in all)") from None
+    return validated(SFTConfig, values)
 
 
 def trainer_class(method: str) -> type:

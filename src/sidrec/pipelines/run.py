@@ -38,7 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sidrec.errors import ConfigError
+from sidrec.errors import ConfigError, validated
 from sidrec.utils.io import read_json, read_yaml, write_json
 from sidrec.utils.progress import console
 
@@ -105,8 +105,6 @@ def packaged_config(name: str) -> Path | None:
 
 def load_pipeline_config(path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read a pipeline YAML (a path, or the name of a packaged config) and apply dotted overrides."""
-    from pydantic import ValidationError
-
     from sidrec.pipelines.llm import _merge
 
     path = Path(path_or_name)
@@ -117,12 +115,7 @@ def load_pipeline_config(path_or_name: str | Path, overrides: dict[str, Any] | N
                               "packaged: " + ", ".join(list_packaged_configs()) + ")")
         path = packaged
     values = _merge(read_yaml(path) or {}, overrides or {})
-    try:
-        return PipelineConfig.model_validate(values)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: field '{where}': {first['msg']}") from None
+    return validated(PipelineConfig, values, str(path))
 
 
 def list_packaged_configs() -> list[str]:
