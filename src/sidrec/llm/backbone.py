@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from sidrec.errors import ConfigError
-from sidrec.utils.io import write_json
+from sidrec.utils.io import atomic_dir, write_json
 from sidrec.utils.progress import console
 
 DEFAULT_BACKBONE = "smollm2-135m"
@@ -129,17 +128,12 @@ def convert_gguf(folder: str | Path, gguf_file: str, out: Path) -> Path:
     config = type(gguf_model.config).from_dict(cfg_dict)
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(gguf_model.state_dict(), strict=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    # Instruct checkpoints ship sampling defaults; sidrec never uses them, but do not keep them around.
-    (tmp / "generation_config.json").unlink(missing_ok=True)
-    write_json(tmp / "sidrec_source.json", {"folder": str(folder), "gguf_file": gguf_file})
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_dir(out) as tmp:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        # Instruct checkpoints ship sampling defaults; sidrec never uses them, but do not keep them around.
+        (tmp / "generation_config.json").unlink(missing_ok=True)
+        write_json(tmp / "sidrec_source.json", {"folder": str(folder), "gguf_file": gguf_file})
     console.print(f"[dim]converted in {time.time() - t0:.0f} s[/dim]")
     return out
 

@@ -12,7 +12,6 @@ The folder is a plain Hugging Face model folder (config, safetensors, tokenizer)
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from sidrec.llm.decoding import CausalLMStepper, Stepper, beam_search, exact_ite
 from sidrec.llm.sft_data import PromptBuilder, SFTDataConfig, left_pad
 from sidrec.sids.table import SIDTable
 from sidrec.sids.trie import SIDTrie, TokenTrie
-from sidrec.utils.io import read_json, write_json
+from sidrec.utils.io import atomic_dir, read_json, write_json
 
 FORMAT = "sidrec.recommender/1"
 
@@ -127,32 +126,26 @@ class GenerativeRecommender:
     # ------------------------------------------------------------------ I/O
     def save(self, directory: str | Path) -> Path:
         """Write the folder atomically (a temporary sibling renamed into place)."""
-        directory = Path(directory)
-        tmp = directory.parent / f".{directory.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         model = self.model
         if hasattr(model, "merge_and_unload"):  # peft: save a plain merged model
             import copy
 
             model = copy.deepcopy(model).merge_and_unload()
-        with quiet_transformers():
-            model.save_pretrained(tmp)
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(tmp)
-        (tmp / "generation_config.json").unlink(missing_ok=True)
-        self.table.save(tmp / "sids.json")
-        write_json(tmp / "sidrec.json", {
-            "format": FORMAT,
-            "kind": self.kind,
-            "data": self.data_cfg.model_dump(),
-            "sid_token_ids": self.sid_tokens.per_level,
-            "extra": self.extra,
-        })
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
-        return directory
+        with atomic_dir(directory) as tmp:
+            with quiet_transformers():
+                model.save_pretrained(tmp)
+                if self.tokenizer is not None:
+                    self.tokenizer.save_pretrained(tmp)
+            (tmp / "generation_config.json").unlink(missing_ok=True)
+            self.table.save(tmp / "sids.json")
+            write_json(tmp / "sidrec.json", {
+                "format": FORMAT,
+                "kind": self.kind,
+                "data": self.data_cfg.model_dump(),
+                "sid_token_ids": self.sid_tokens.per_level,
+                "extra": self.extra,
+            })
+        return Path(directory)
 
     @classmethod
     def load(cls, directory: str | Path, *, device: str | torch.device = "cpu",

@@ -40,7 +40,6 @@ The saved folder is a Hugging Face T5 folder plus `sids.json` and `sidrec.json` 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +56,7 @@ from sidrec.llm.recommender import FORMAT, GenerativeRecommender, sid_maps
 from sidrec.llm.sft_data import IGNORE_INDEX, SFTCorpus, SFTDataConfig, TokenizedExample
 from sidrec.llm.trainer import SFTTrainer
 from sidrec.sids.table import SIDTable
-from sidrec.utils.io import write_json
+from sidrec.utils.io import atomic_dir, write_json
 
 __all__ = [
     "EOS_ID",
@@ -292,26 +291,20 @@ class TigerRecommender(GenerativeRecommender):
     # ------------------------------------------------------------------ I/O
     def save(self, directory: str | Path) -> Path:
         """Write the T5 folder + sids.json + sidrec.json atomically (a temporary sibling renamed into place)."""
-        directory = Path(directory)
-        tmp = directory.parent / f".{directory.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        with quiet_transformers():
-            self.model.save_pretrained(tmp)
-        (tmp / "generation_config.json").unlink(missing_ok=True)
-        self.table.save(tmp / "sids.json")
-        write_json(tmp / "sidrec.json", {
-            "format": FORMAT,
-            "kind": "tiger",
-            "tiger": self.settings.model_dump(),
-            "special_tokens": {"pad": PAD_ID, "eos": EOS_ID, "decoder_start": PAD_ID},
-            "sid_token_ids": self.sid_tokens.per_level,
-            "extra": self.extra,
-        })
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
-        return directory
+        with atomic_dir(directory) as tmp:
+            with quiet_transformers():
+                self.model.save_pretrained(tmp)
+            (tmp / "generation_config.json").unlink(missing_ok=True)
+            self.table.save(tmp / "sids.json")
+            write_json(tmp / "sidrec.json", {
+                "format": FORMAT,
+                "kind": "tiger",
+                "tiger": self.settings.model_dump(),
+                "special_tokens": {"pad": PAD_ID, "eos": EOS_ID, "decoder_start": PAD_ID},
+                "sid_token_ids": self.sid_tokens.per_level,
+                "extra": self.extra,
+            })
+        return Path(directory)
 
     @classmethod
     def load_folder(cls, directory: str | Path, table: SIDTable, meta: dict[str, Any], *,

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -54,7 +52,7 @@ from sidrec.llm.sft_data import (
     response_logits_loss,
 )
 from sidrec.sids.table import SIDTable
-from sidrec.utils.io import write_json
+from sidrec.utils.io import atomic_dir, atomic_path, write_json
 from sidrec.utils.progress import console, progress
 from sidrec.utils.runs import RunDir
 from sidrec.utils.seed import seed_everything
@@ -244,22 +242,13 @@ class SFTTrainer:
         if not self.is_main:
             self.accelerator.wait_for_everyone()
             return
-        ckpt = self.run.path / "checkpoint"
-        tmp = self.run.path / ".checkpoint.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        torch.save(weights, tmp / "weights.pt")
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                   tmp / "optimizer.pt")
-        torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp / "rng.pt")
-        write_json(tmp / "progress.json", progress_state)
-        old = self.run.path / ".checkpoint.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if ckpt.exists():
-            ckpt.rename(old)
-        tmp.rename(ckpt)
-        shutil.rmtree(old, ignore_errors=True)
+        with atomic_dir(self.run.path / "checkpoint") as tmp:
+            torch.save(weights, tmp / "weights.pt")
+            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+                       tmp / "optimizer.pt")
+            torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp / "rng.pt")
+            write_json(tmp / "progress.json", progress_state)
         self.accelerator.wait_for_everyone()
 
     def load_checkpoint(self) -> dict[str, Any] | None:
@@ -281,10 +270,8 @@ class SFTTrainer:
     def save_best(self) -> None:
         weights = self._trainable_state()
         if self.is_main:
-            path = self.run.path / "best_weights.pt"
-            tmp = path.with_suffix(".tmp")
-            torch.save(weights, tmp)
-            os.replace(tmp, path)
+            with atomic_path(self.run.path / "best_weights.pt") as tmp:
+                torch.save(weights, tmp)
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------ evaluation

@@ -21,9 +21,6 @@ model or the new one, never a half-written folder.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -34,7 +31,7 @@ from torch import nn
 
 from sidrec.errors import ConfigError, DataError
 from sidrec.utils.device import resolve_device
-from sidrec.utils.io import read_json, write_json
+from sidrec.utils.io import atomic_dir, read_json, write_json
 
 MODEL_FORMAT = "sidrec-seqrec"
 MODEL_FORMAT_VERSION = 1
@@ -169,10 +166,7 @@ class SequentialRecommender(nn.Module):
             raise ConfigError(f"{len(ids)} item ids given for a model over {self.n_items} items")
         import sidrec
 
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-        try:
+        with atomic_dir(directory) as tmp:
             state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"))
             write_json(tmp / "items.json", [str(i) for i in ids])
@@ -187,23 +181,7 @@ class SequentialRecommender(nn.Module):
                     "sidrec_version": sidrec.__version__,
                 },
             )
-            _swap_into_place(tmp, directory)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return directory
-
-
-def _swap_into_place(tmp: Path, directory: Path) -> None:
-    """Replace `directory` by the finished folder `tmp` (rename-based; the old one is removed after)."""
-    if not directory.exists():
-        os.replace(tmp, directory)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent))
-    old.rmdir()
-    os.replace(directory, old)
-    os.replace(tmp, directory)
-    shutil.rmtree(old, ignore_errors=True)
+        return Path(directory)
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[SequentialRecommender, list[str]]:
