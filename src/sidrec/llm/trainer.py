@@ -119,7 +119,8 @@ def load_sid_table(dataset: Dataset, sids: Path | None) -> SIDTable:
 
         table = import_sids(dataset)
         where = f"{dataset.path}/external_sids.json"
-    missing = [i for i in dataset.item_ids if i not in set(table.item_ids)]
+    known = set(table.item_ids)
+    missing = [i for i in dataset.item_ids if i not in known]
     if missing:
         raise DataError(f"{where}: {len(missing)} dataset items have no SID (e.g. {missing[:3]}); "
                         "build SIDs for this dataset with `sidrec sids build`")
@@ -275,16 +276,22 @@ class SFTTrainer:
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------ evaluation
+    def _validation_examples(self) -> list[TokenizedExample]:
+        """The fixed validation sample as tokenized seqrec examples (built once per run)."""
+        if getattr(self, "_valid_examples", None) is None:
+            frame = self.valid_sample
+            strings, ids = sid_maps(self.table, self.sid_tokens)
+            builder = PromptBuilder(self.tokenizer, strings, ids, self.config.data)
+            prompts = builder.seqrec_prompts([list(h) for h in frame["history"]])
+            self._valid_examples = [TokenizedExample("seqrec", p + ids[str(t)] + [builder.eos], len(p))
+                                    for p, t in zip(prompts, frame["target"], strict=True)]
+        return self._valid_examples
+
     @torch.no_grad()
     def validation_loss(self) -> float:
         model = self.model
         model.eval()
-        frame = self.valid_sample
-        strings, ids = sid_maps(self.table, self.sid_tokens)
-        builder = PromptBuilder(self.tokenizer, strings, ids, self.config.data)
-        prompts = builder.seqrec_prompts([list(h) for h in frame["history"]])
-        examples = [TokenizedExample("seqrec", p + ids[str(t)] + [builder.eos], len(p))
-                    for p, t in zip(prompts, frame["target"], strict=True)]
+        examples = self._validation_examples()
         total, count = 0.0, 0
         for start in range(self.rank * self.t.batch_size, len(examples), self.t.batch_size * self.world):
             batch = {k: v.to(self.device) for k, v in self.collate(examples[start:start + self.t.batch_size]).items()}

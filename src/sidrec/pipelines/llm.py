@@ -17,22 +17,8 @@ import pandas as pd
 
 from sidrec.data.dataset import Dataset
 from sidrec.errors import ConfigError, DataError, validated
-from sidrec.utils.io import read_yaml, write_json
+from sidrec.utils.io import merge_config, read_yaml, write_json
 from sidrec.utils.runs import RunDir
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Nested dict merge (update wins); dotted keys `a.b.c` address nested fields."""
-    out = dict(base)
-    for key, value in update.items():
-        if "." in key:
-            head, rest = key.split(".", 1)
-            out[head] = _merge(out.get(head) or {}, {rest: value})
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def sft_config(values: dict[str, Any]) -> Any:
@@ -68,10 +54,10 @@ def train_sft(
     if resume and (out / "config.yaml").is_file():
         values = read_yaml(out / "config.yaml") or {}
     if isinstance(config, (str, Path)):
-        values = _merge(values, read_yaml(config) or {})
+        values = merge_config(values, read_yaml(config) or {})
     elif config:
-        values = _merge(values, config)
-    values = _merge(values, overrides or {})
+        values = merge_config(values, config)
+    values = merge_config(values, overrides or {})
     cfg = sft_config(values)
     if not (Path(cfg.dataset) / "dataset.json").is_file():  # fail before creating the run folder
         raise DataError(f"{cfg.dataset}: not a sidrec dataset folder (dataset.json is missing); "

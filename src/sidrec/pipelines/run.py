@@ -39,7 +39,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sidrec.errors import ConfigError, validated
-from sidrec.utils.io import read_json, read_yaml, write_json
+from sidrec.utils.io import merge_config, read_json, read_yaml, write_json
 from sidrec.utils.progress import console
 
 STAGE_FILE = "stage.json"
@@ -105,8 +105,6 @@ def packaged_config(name: str) -> Path | None:
 
 def load_pipeline_config(path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read a pipeline YAML (a path, or the name of a packaged config) and apply dotted overrides."""
-    from sidrec.pipelines.llm import _merge
-
     path = Path(path_or_name)
     if not path.is_file():
         packaged = packaged_config(str(path_or_name))
@@ -114,7 +112,7 @@ def load_pipeline_config(path_or_name: str | Path, overrides: dict[str, Any] | N
             raise ConfigError(f"config {path_or_name} not found (neither a file nor a packaged config name; "
                               "packaged: " + ", ".join(list_packaged_configs()) + ")")
         path = packaged
-    values = _merge(read_yaml(path) or {}, overrides or {})
+    values = merge_config(read_yaml(path) or {}, overrides or {})
     return validated(PipelineConfig, values, str(path))
 
 

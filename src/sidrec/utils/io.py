@@ -90,3 +90,17 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def merge_config(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict merge (update wins); dotted keys `a.b.c` address nested fields (`--set` overrides)."""
+    out = dict(base)
+    for key, value in update.items():
+        if "." in key:
+            head, rest = key.split(".", 1)
+            out[head] = merge_config(out.get(head) or {}, {rest: value})
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = value
+    return out
