@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import math
+import os
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from sidrec.utils.io import write_json
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from sidrec.evaluation.metrics import per_example_metrics
+from sidrec.utils.io import write_json, write_yaml
 from sidrec.utils.runs import environment_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+METRICS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10")
+console = Console()
 
 # two-sided 95% Student t quantiles by degrees of freedom
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -32,3 +43,49 @@ def write_result(name: str, *, summary: dict[str, Any], config: dict[str, Any], 
     path = RESULTS / f"{name}.json"
     write_json(path, {"summary": summary, "environment": environment_info(), "config": config, "raw": raw, **extra})
     return path
+
+
+def train_run(run: Path, cfg: dict[str, Any], threads: int) -> None:
+    """Train one run folder through the CLI in a child process (skipped when finished, resumed when
+    interrupted); `threads` torch threads."""
+    if (run / "metrics.json").is_file():
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    write_yaml(run / "bench-config.yaml", cfg)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "sidrec.cli.main", "train", "sft", "--config", str(run / "bench-config.yaml"),
+           "--out", str(run)]
+    resume = (run / "checkpoint" / "progress.json").is_file()
+    cmd.append("--resume" if resume else "--overwrite")
+    with open(run / "stdout.txt", "a") as log:
+        t0 = time.perf_counter()
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    status = "ok" if rc == 0 else f"FAILED rc={rc} (see {run / 'stdout.txt'})"
+    console.print(f"{run.relative_to(ROOT)}: {status} in {time.perf_counter() - t0:.0f} s")
+
+
+def seed_mean_per_example(runs: list[Path]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Per-example metrics averaged over seeds, on the rows every seed was evaluated on."""
+    frames = [pd.read_parquet(r / "ranks_test.parquet") for r in runs]
+    keys = frames[0][["user_id", "target"]]
+    per = []
+    for f in frames:
+        f = keys.merge(f, on=["user_id", "target"], how="left")
+        per.append(per_example_metrics(f["rank"].to_numpy()))
+    return keys, {m: np.mean([p[m] for p in per], axis=0) for m in per[0]}
+
+
+def paired_ci(a: dict[str, np.ndarray], b: dict[str, np.ndarray], n_boot: int = 10000) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    n = len(a["ndcg@10"])
+    idx = rng.integers(0, n, size=(n_boot, n))
+    out = {}
+    for m in METRICS:
+        d = b[m] - a[m]
+        boots = d[idx].mean(axis=1)
+        lo, hi = np.percentile(boots, [2.5, 97.5])
+        centred = boots - boots.mean()
+        p = 1.0 if np.all(d == 0) else float((np.sum(np.abs(centred) >= abs(d.mean())) + 1) / (n_boot + 1))
+        out[m] = {"diff": float(d.mean()), "ci95": [float(lo), float(hi)], "p": p,
+                  "rel": float(d.mean() / a[m].mean()) if a[m].mean() > 0 else None}
+    return out

@@ -73,3 +73,37 @@ def test_packaged_configs_validate():
         cfg = load_pipeline_config(name)
         for run in cfg.train.values():  # every training section is a valid SFT config
             sft_config({**run, "dataset": "x"})
+
+
+def test_pipeline_with_tsrec_semantics_and_ilrec_stage_two(tmp_path):
+    """semantics (tfidf) → tsrec gets them; ilrec continues the sft entry and scores users with sasrec."""
+    lm = make_tiny_lm(tmp_path / "lm", hidden=32, layers=3)
+    small = {"model": {"name_or_path": str(lm)}, "data": {"tasks": {"seqrec": 1.0}, "compact": True},
+             "training": {"epochs": 1, "batch_size": 32, "eval_samples": 20, "device": "cpu"},
+             "eval": {"num_beams": 10, "batch_size": 40, "max_examples": 30}}
+    cfg = {
+        "name": "tiny-methods", "out": str(tmp_path / "out"),
+        "data": {"synthetic": {"n_items": 60, "n_users": 80, "seed": 0, "max_history": 8}},
+        "sids": {"method": "rqkmeans", "levels": 2, "codebook": 8},
+        "semantics": {"teacher": "tfidf"},
+        "baselines": {"sasrec": {"epochs": 2, "device": "cpu"}},
+        "train": {"sft": small,
+                  "tsrec": {**small, "method": "tsrec", "tsrec": {"sa_init": {"enabled": True},
+                                                                  "align": {"enabled": True}}},
+                  "ilrec": {"from": "sft", "method": "ilrec", "ilrec": {"layers": [-2]}}},
+    }
+    path = tmp_path / "pipe.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    summary = run_pipeline(load_pipeline_config(path))
+    out = tmp_path / "out"
+    assert set(summary["test"]) == {"sasrec", "sft", "tsrec", "ilrec"}
+    assert json.loads((out / "semantics" / "semantics.json").read_text())[0]["keywords"]
+    tsrec_cfg = yaml.safe_load((out / "tsrec" / "config.yaml").read_text())
+    assert tsrec_cfg["tsrec"]["semantics"] == str(out / "semantics" / "semantics.json")
+    assert json.loads((out / "tsrec" / "tsrec.json").read_text())["sa_init"]["initialised"]
+    ilrec_cfg = yaml.safe_load((out / "ilrec" / "config.yaml").read_text())
+    assert ilrec_cfg["model"]["name_or_path"] == str(out / "sft" / "model")
+    assert ilrec_cfg["ilrec"]["cf_run"] == str(out / "sasrec") and ilrec_cfg["training"]["lr"] == 5e-5
+    stamp = _mtime(out / "ilrec" / "stage.json")
+    run_pipeline(load_pipeline_config(path, {"train.sft.training.lr": 0.001}))  # sft retrains → ilrec too
+    assert _mtime(out / "ilrec" / "stage.json") != stamp

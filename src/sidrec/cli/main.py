@@ -9,6 +9,7 @@ import typer
 
 from sidrec import __version__
 from sidrec.cli import data as data_cli
+from sidrec.cli import semantics as semantics_cli
 from sidrec.cli import sids as sids_cli
 from sidrec.cli.report import report_cmd
 from sidrec.cli.common import console, friendly_errors, metrics_table, parse_overrides
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(sids_cli.app, name="sids")
+app.add_typer(semantics_cli.app, name="semantics")
 train_app = typer.Typer(help="Train a model into a run folder.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 eval_app = typer.Typer(help="Evaluate a run (`sidrec eval --run RUN`) or compare two (`sidrec eval compare A B`).")
@@ -97,7 +99,9 @@ def train_sft_cmd(
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder (overrides the config's).")] = None,
     sids: Annotated[Optional[Path], typer.Option("--sids", help="sids.json (default: the dataset's own SIDs).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="HF causal LM id or folder (default smollm2-135m).")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", help="sft | tiger")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="sft | tiger | tsrec | ilrec")] = None,
+    from_run: Annotated[Optional[Path], typer.Option("--from", help="Continue a finished SFT run's model (the "
+                                                     "plain-CE control for ILRec's stage 2): 1 epoch, lr 5e-5.")] = None,
     set_: SetOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
@@ -106,16 +110,55 @@ def train_sft_cmd(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Fine-tune an LLM (or train TIGER) to generate the next item's SID; evaluates valid and test."""
-    from sidrec.pipelines.llm import train_sft
+    _train_llm(config, out, data, sids, model, method, from_run, None, set_, seed, device, epochs, resume, overwrite)
+
+
+@train_app.command("ilrec")
+@friendly_errors
+def train_ilrec_cmd(
+    from_run: Annotated[Optional[Path], typer.Option("--from", help="Stage 2: the finished SFT run to continue "
+                                                     "(1 epoch, lr 5e-5, cosine, 5% warm-up unless --set).")] = None,
+    cf_run: Annotated[Optional[Path], typer.Option("--cf-run", help="Trained SASRec run for the collaborative reward "
+                                                   "(CRR); without it give --set ilrec.use_crr=false.")] = None,
+    config: ConfigOpt = None,
+    out: OutOpt = Path("runs/ilrec"),
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Without --from: train with the ILRec losses "
+                                                 "from step 0 on this dataset.")] = None,
+    sids: Annotated[Optional[Path], typer.Option("--sids", help="sids.json (default: the dataset's own SIDs).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Without --from: HF causal LM id or folder.")] = None,
+    set_: SetOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    epochs: EpochsOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """ILRec: CPO + CPD + CRR from self-hard negatives of the intermediate layers (stage 2 with --from)."""
+    _train_llm(config, out, data, sids, model, "ilrec", from_run, cf_run, set_, seed, device, epochs, resume, overwrite)
+
+
+def _train_llm(config: Optional[Path], out: Path, data: Optional[Path], sids: Optional[Path], model: Optional[str],
+               method: Optional[str], from_run: Optional[Path], cf_run: Optional[Path], set_: Optional[list[str]],
+               seed: Optional[int], device: Optional[str], epochs: Optional[int], resume: bool, overwrite: bool) -> None:
+    from sidrec.pipelines.llm import continue_from, train_sft
+    from sidrec.utils.io import merge_config, read_yaml
 
     overrides = parse_overrides(set_)
     for key, value in (("dataset", data), ("sids", sids), ("model.name_or_path", model), ("method", method),
-                       ("training.seed", seed), ("training.device", device), ("training.epochs", epochs)):
+                       ("ilrec.cf_run", cf_run), ("training.seed", seed), ("training.device", device),
+                       ("training.epochs", epochs)):
         if value is not None:
             overrides[key] = str(value) if isinstance(value, Path) else value
-    if config is None and "dataset" not in overrides and not resume:
-        raise SidrecError("give a dataset (--data DATASET) or a config file (--config CONFIG.yaml)")
-    metrics = train_sft(config or {}, out, overrides=overrides, resume=resume, overwrite=overwrite)
+    base: dict[str, Any] | Path = config or {}
+    if from_run is not None and not resume:
+        values = continue_from(from_run, method or "sft")
+        if config is not None:
+            values = merge_config(values, read_yaml(config) or {})
+        base = values
+    elif config is None and "dataset" not in overrides and not resume:
+        raise SidrecError("give a dataset (--data DATASET), a config file (--config CONFIG.yaml) or a run to "
+                          "continue (--from RUN)")
+    metrics = train_sft(base, out, overrides=overrides, resume=resume, overwrite=overwrite)
     if not _is_main_process():
         return
     rows = {split: metrics[split] for split in ("valid", "test") if split in metrics}

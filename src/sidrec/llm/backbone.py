@@ -22,7 +22,7 @@ import contextlib
 import importlib.util
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -240,8 +240,13 @@ def load_backbone(
     *,
     device: torch.device | str = "cpu",
     for_training: bool = True,
+    init_sid_rows: Callable[[Any, Any, SIDTokens], None] | None = None,
 ) -> tuple[Any, Any, SIDTokens]:
-    """(model, tokenizer, SID token ids) with the SID tokens added, LoRA applied when asked."""
+    """(model, tokenizer, SID token ids) with the SID tokens added, LoRA applied when asked.
+
+    `init_sid_rows(model, tokenizer, sid_tokens)` runs right after resizing, before LoRA (TS-Rec's
+    SA-Init writes the SID rows there; LoRA's trainable token rows start from what it wrote).
+    """
     from transformers import AutoModelForCausalLM
 
     path = resolve_pretrained(cfg.name_or_path, cfg.gguf_file, download=cfg.download)
@@ -254,6 +259,8 @@ def load_backbone(
         sid_tokens = add_sid_tokens(tokenizer, vocab)
         if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(len(tokenizer))
+    if init_sid_rows is not None:
+        init_sid_rows(model, tokenizer, sid_tokens)
     neutralise_generation_config(model, tokenizer)
     if for_training and cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

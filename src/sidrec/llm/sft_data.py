@@ -80,6 +80,7 @@ class TokenizedExample:
     task: str
     input_ids: list[int]
     n_prompt: int  # the first n_prompt tokens are the prompt (labels ignored)
+    history: tuple[str, ...] | None = None  # seqrec: the item ids behind the prompt (ILRec's CF model reads them)
 
 
 @dataclass
@@ -132,7 +133,7 @@ class PromptBuilder:
         options = TEMPLATES[task]
         return options[i % len(options)]
 
-    def _wrap(self, text: str) -> str:
+    def wrap(self, text: str) -> str:
         if self.cfg.prompt_format == "chat":
             if not getattr(self.tokenizer, "chat_template", None):
                 raise ConfigError("data.prompt_format: chat, but this tokenizer has no chat template; use plain")
@@ -140,7 +141,7 @@ class PromptBuilder:
                 [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
         return text
 
-    def _encode(self, texts: list[str]) -> list[list[int]]:
+    def encode(self, texts: list[str]) -> list[list[int]]:
         if not texts:
             return []
         add_special = self.cfg.prompt_format != "chat"  # the chat template already has its markers
@@ -152,17 +153,17 @@ class PromptBuilder:
     def history_prompts(self, task: str, histories: Sequence[Sequence[str]], template_ids: Sequence[int]) -> list[list[int]]:
         """Token ids of history prompts, truncated by whole items (oldest first)."""
         hists = [list(h)[-self.cfg.max_history:] for h in histories]
-        texts = [self._wrap(self.template(task, t).format(history=self.history_text(h)))
+        texts = [self.wrap(self.template(task, t).format(history=self.history_text(h)))
                  for h, t in zip(hists, template_ids, strict=True)]
-        ids = self._encode(texts)
+        ids = self.encode(texts)
         limit = self.cfg.max_prompt_tokens
         if limit is not None:
             for k, (h, t) in enumerate(zip(hists, template_ids, strict=True)):
                 while len(ids[k]) > limit and h:
-                    per_item = max(1, (len(ids[k]) - len(self._encode([self._wrap(self.template(task, t).format(history=""))])[0])) // max(1, len(h)))
+                    per_item = max(1, (len(ids[k]) - len(self.encode([self.wrap(self.template(task, t).format(history=""))])[0])) // max(1, len(h)))
                     drop = max(1, -(-(len(ids[k]) - limit) // per_item))
                     h = h[drop:]
-                    ids[k] = self._encode([self._wrap(self.template(task, t).format(history=self.history_text(h)))])[0]
+                    ids[k] = self.encode([self.wrap(self.template(task, t).format(history=self.history_text(h)))])[0]
                 if len(ids[k]) > limit:
                     raise ConfigError(f"data.max_prompt_tokens={limit} is shorter than the empty {task} prompt")
         return ids
@@ -194,10 +195,12 @@ def build_corpus(
     index: dict[str, list[int]] = {}
     skipped: dict[str, int] = {}
 
-    def add(task: str, prompts: list[list[int]], responses: list[list[int]]) -> None:
+    def add(task: str, prompts: list[list[int]], responses: list[list[int]],
+            hists: list[list[str]] | None = None) -> None:
         start = len(examples)
-        for p, r in zip(prompts, responses, strict=True):
-            examples.append(TokenizedExample(task=task, input_ids=list(p) + list(r), n_prompt=len(p)))
+        for k, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+            h = tuple(hists[k][-cfg.max_history:]) if hists is not None else None
+            examples.append(TokenizedExample(task=task, input_ids=list(p) + list(r), n_prompt=len(p), history=h))
         index[task] = list(range(start, len(examples)))
 
     histories = [list(h) for h in train["history"]]
@@ -208,7 +211,8 @@ def build_corpus(
     weights = cfg.tasks
     if weights.get("seqrec", 0) > 0:
         prompts = builder.history_prompts("seqrec", [histories[k] for k in nonempty], nonempty)
-        add("seqrec", prompts, [builder.sid_ids[targets[k]] + [builder.eos] for k in nonempty])
+        add("seqrec", prompts, [builder.sid_ids[targets[k]] + [builder.eos] for k in nonempty],
+            [histories[k] for k in nonempty])
     titles = dict(zip(items["item_id"].astype(str), items["title"].fillna("").astype(str), strict=True))
     titled = [i for i in builder.sid_ids if titles.get(i, "").strip()]
     n_untitled = len(builder.sid_ids) - len(titled)
@@ -218,11 +222,11 @@ def build_corpus(
         if n_untitled:
             skipped["item tasks: items without a title"] = n_untitled
     if weights.get("item2sid", 0) > 0:
-        prompts = builder._encode([builder._wrap(builder.template("item2sid", k).format(title=short[i]))
+        prompts = builder.encode([builder.wrap(builder.template("item2sid", k).format(title=short[i]))
                                    for k, i in enumerate(titled)])
         add("item2sid", prompts, [builder.sid_ids[i] + [builder.eos] for i in titled])
     if weights.get("sid2item", 0) > 0:
-        prompts = builder._encode([builder._wrap(builder.template("sid2item", k).format(sid=builder.sid_strings[i]))
+        prompts = builder.encode([builder.wrap(builder.template("sid2item", k).format(sid=builder.sid_strings[i]))
                                    for k, i in enumerate(titled)])
         add("sid2item", prompts, builder.title_response([short[i] for i in titled]))
     if weights.get("fusion", 0) > 0:

@@ -35,13 +35,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sidrec.data.dataset import Dataset
 from sidrec.errors import ConfigError, DataError, SidrecError
 from sidrec.llm.backbone import BackboneConfig, count_parameters, load_backbone
 from sidrec.llm.evaluate import evaluate_frame, fixed_sample
 from sidrec.llm.recommender import GenerativeRecommender, sid_maps
+from sidrec.llm.ilrec import ILRecSettings
+from sidrec.llm.tsrec import TSRecSettings
 from sidrec.llm.sft_data import (
     PromptBuilder,
     SFTCollator,
@@ -107,6 +109,20 @@ class SFTConfig(BaseModel):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     tiger: dict[str, Any] = Field(default_factory=dict, description="TIGER model size (method: tiger)")
+    tsrec: TSRecSettings = Field(default_factory=TSRecSettings, description="TS-Rec parts (method: tsrec)")
+    ilrec: ILRecSettings = Field(default_factory=ILRecSettings, description="ILRec losses (method: ilrec)")
+
+    @model_validator(mode="after")
+    def _method_settings(self) -> SFTConfig:
+        if self.tsrec.any_enabled and self.method != "tsrec":
+            raise ValueError(f"tsrec.sa_init / tsrec.align are enabled but method is '{self.method}'; "
+                             "set method: tsrec")
+        if self.tsrec.any_enabled and self.tsrec.semantics is None:
+            raise ValueError("tsrec needs tsrec.semantics (a semantics.json from `sidrec semantics extract`)")
+        if self.method == "ilrec" and self.ilrec.use_crr and self.ilrec.cf_run is None:
+            raise ValueError("ilrec.use_crr needs ilrec.cf_run, a trained SASRec run (`sidrec train sasrec`); "
+                             "or set ilrec.use_crr: false")
+        return self
 
 
 def load_sid_table(dataset: Dataset, sids: Path | None) -> SIDTable:
@@ -162,6 +178,10 @@ class SFTTrainer:
 
     def collate(self, batch: list[TokenizedExample]) -> dict[str, torch.Tensor]:
         return self._collator(batch)
+
+    def task_weights(self) -> dict[str, float]:
+        """Task → examples per epoch as a multiple of the task's size (TS-Rec adds its align tasks)."""
+        return dict(self.config.data.tasks)
 
     def make_recommender(self) -> GenerativeRecommender:
         model = self.accelerator.unwrap_model(self.model)
@@ -220,7 +240,7 @@ class SFTTrainer:
         return self.t.batch_size * self.world
 
     def _steps_per_epoch(self) -> int:
-        n = len(self.corpus.epoch_order(self.config.data.tasks, 0, self.t.seed))
+        n = len(self.corpus.epoch_order(self.task_weights(), 0, self.t.seed))
         micro = math.ceil(n / self._global_batch())
         return max(1, math.ceil(micro / self.t.grad_accum))
 
@@ -319,7 +339,7 @@ class SFTTrainer:
 
     # ------------------------------------------------------------------ the loop
     def _batches(self, epoch: int) -> list[np.ndarray]:
-        order = self.corpus.epoch_order(self.config.data.tasks, epoch, self.t.seed)
+        order = self.corpus.epoch_order(self.task_weights(), epoch, self.t.seed)
         gb = self._global_batch()
         return [order[s:s + gb] for s in range(0, len(order), gb)]
 

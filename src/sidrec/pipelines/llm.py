@@ -37,7 +37,41 @@ def trainer_class(method: str) -> type:
         from sidrec.llm.tiger import TigerTrainer
 
         return TigerTrainer
+    if method == "tsrec":
+        from sidrec.llm.tsrec_trainer import TSRecTrainer
+
+        return TSRecTrainer
+    if method == "ilrec":
+        from sidrec.llm.ilrec_trainer import ILRecTrainer
+
+        return ILRecTrainer
     raise ConfigError(f"method '{method}' is not available in this version of sidrec")
+
+
+# the reference stage-2 schedule (methods.md §5): 1 epoch, lr 5e-5, cosine, 5% warm-up
+STAGE2_TRAINING = {"epochs": 1, "lr": 5e-5, "scheduler": "cosine", "warmup_ratio": 0.05}
+
+
+def continue_from(run: str | Path, method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An SFT config that continues training a finished run's model (ILRec stage 2, or the
+    plain-CE control): the run's config with model.name_or_path = RUN/model and the stage-2 schedule."""
+    from sidrec.llm.recommender import resolve_model_dir
+
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        raise ConfigError(f"--from {run}: not a run folder (config.yaml is missing); give a finished `sidrec train sft` run")
+    model_dir = resolve_model_dir(run)
+    values = read_yaml(run / "config.yaml") or {}
+    if values.get("method", "sft") not in ("sft", "tsrec", "ilrec"):
+        raise ConfigError(f"--from {run}: a {values.get('method')} run cannot be continued as {method}")
+    values["method"] = method
+    values["model"] = {**(values.get("model") or {}), "name_or_path": str(model_dir), "gguf_file": None,
+                       "num_layers": None}
+    values["training"] = {**(values.get("training") or {}), **STAGE2_TRAINING}
+    values.pop("tsrec", None)  # SA-Init / TS-Align shaped the model already; stage 2 trains it as it is
+    if method == "ilrec":
+        values["ilrec"] = {**(values.get("ilrec") or {}), "from_run": str(run)}
+    return merge_config(values, overrides or {})
 
 
 def train_sft(

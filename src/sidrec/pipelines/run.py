@@ -20,9 +20,18 @@ SIDs and retrains the model, but leaves the dataset and the baselines alone.
     baselines:            # classic models on the same split: name → training overrides
       pop: {}
       sasrec: {epochs: 15}
+    semantics:            # TS-Rec token semantics (optional): teacher tfidf | openai | hf, or import
+      teacher: tfidf      #   openai: options: {base_url: http://127.0.0.1:8000/v1, model: NAME}
     train:                # generative runs: name → an SFT config without dataset/sids
-      sft:                #   (see sidrec.llm.trainer.SFTConfig; method: sft | tiger)
+      sft:                #   (see sidrec.llm.trainer.SFTConfig; method: sft | tiger | tsrec | ilrec)
         model: {name_or_path: smollm2-135m, num_layers: 2}
+      tsrec:              # gets tsrec.semantics from the semantics stage
+        method: tsrec
+        model: {name_or_path: smollm2-135m, num_layers: 2}
+        tsrec: {sa_init: {enabled: true}, align: {enabled: true}}
+      ilrec:              # stage 2 from the sft entry; CRR scores users with the sasrec baseline
+        from: sft
+        method: ilrec
       tiger:
         method: tiger
 """
@@ -71,6 +80,17 @@ class SIDStage(BaseModel):
     embed: dict[str, Any] = Field(default_factory=dict, description="EmbedConfig fields (encoder, template, ...)")
 
 
+class SemanticsStage(BaseModel):
+    """TS-Rec token semantics for the SIDs: a teacher (tfidf | openai | hf) or an imported file."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    teacher: str = "tfidf"
+    import_: Path | None = Field(None, alias="import", description="a released semantics.json to use as is")
+    options: dict[str, Any] = Field(default_factory=dict, description="teacher options: base_url, model, "
+                                    "concurrency, max_tokens, ...; sample_items, seed, levels")
+
+
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -78,6 +98,7 @@ class PipelineConfig(BaseModel):
     out: Path
     data: DataStage
     sids: SIDStage = Field(default_factory=SIDStage)
+    semantics: SemanticsStage | None = None
     baselines: dict[str, dict[str, Any]] = Field(default_factory=dict)
     train: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -176,6 +197,38 @@ def sids_stage(cfg: PipelineConfig, out: Path, data_dir: Path, data_key: str) ->
     return folder / "sids.json", key
 
 
+def semantics_stage(cfg: PipelineConfig, out: Path, data_dir: Path, sids_path: Path | None,
+                    sids_key: str) -> tuple[Path | None, str]:
+    """OUT/semantics/semantics.json for method: tsrec runs (None without a `semantics:` section)."""
+    if cfg.semantics is None:
+        return None, sids_key
+    sem = cfg.semantics
+    key = _hash(sids_key, sem.model_dump(mode="json", by_alias=True),
+                str(Path(sem.import_).resolve()) if sem.import_ else None)
+    folder = out / "semantics"
+    path = folder / "semantics.json"
+    if _cached(folder, key, "semantics.json"):
+        console.print(f"[dim]semantics: cached ({folder})[/dim]")
+        return path, key
+    from sidrec.semantics.extract import extract_semantics, import_semantics, load_inputs, make_teacher
+
+    dataset, table = load_inputs(data_dir, sids_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if sem.import_ is not None:
+        console.print(f"[bold]semantics[/bold]: importing {sem.import_}")
+        import_semantics(sem.import_, table, path)
+    else:
+        opts = dict(sem.options)
+        run_opts = {k: opts.pop(k) for k in ("sample_items", "seed", "levels") if k in opts}
+        console.print(f"[bold]semantics[/bold]: teacher {sem.teacher}")
+        result = extract_semantics(dataset, table, make_teacher(sem.teacher, **opts), path, **run_opts)
+        if result.failures:
+            console.print(f"[yellow]semantics: {len(result.failures)} tokens failed (see "
+                          f"{result.report_path}); they keep the default initialisation[/yellow]")
+    _mark(folder, key)
+    return path, key
+
+
 def baseline_stage(name: str, overrides: dict[str, Any], out: Path, data_dir: Path, data_key: str) -> dict[str, Any]:
     from sidrec.pipelines.classic import train_classic
 
@@ -193,23 +246,56 @@ def baseline_stage(name: str, overrides: dict[str, Any], out: Path, data_dir: Pa
 
 
 def train_stage(name: str, train: dict[str, Any], out: Path, data_dir: Path, sids_path: Path | None,
-                sids_key: str) -> dict[str, Any]:
-    from sidrec.pipelines.llm import train_sft
+                sids_key: str, *, semantics: tuple[Path, str] | None = None, keys: dict[str, str] | None = None,
+                cf_run: Path | None = None) -> dict[str, Any]:
+    """One generative run. `from: NAME` continues another train entry's model (ILRec stage 2 or
+    the plain-CE control); method tsrec gets the pipeline's semantics, method ilrec its SASRec."""
+    from sidrec.pipelines.llm import continue_from, train_sft
 
-    key = _hash(sids_key, train)
+    train = dict(train)
+    source = train.pop("from", None)
+    method = train.get("method", "sft")
+    base: dict[str, Any] = {}
+    if source is not None:
+        if source not in (keys or {}):
+            raise ConfigError(f"train.{name}.from: '{source}' is not a train entry trained before it")
+        base = continue_from(out / source, method)
+    values = merge_config(base, {**train, "dataset": str(data_dir)})
+    if sids_path is not None:
+        values["sids"] = str(sids_path)
+    if method == "tsrec" and semantics is not None and not (train.get("tsrec") or {}).get("semantics"):
+        values = merge_config(values, {"tsrec": {"semantics": str(semantics[0])}})
+    if method == "ilrec" and cf_run is not None and not (train.get("ilrec") or {}).get("cf_run"):
+        values = merge_config(values, {"ilrec": {"cf_run": str(cf_run)}})
+    key = _hash(sids_key, train, (keys or {}).get(source) if source else None,
+                semantics[1] if method == "tsrec" and semantics is not None else None)
+    if keys is not None:
+        keys[name] = key
     folder = out / name
     if _cached(folder, key, "metrics.json"):
         console.print(f"[dim]{name}: cached ({folder})[/dim]")
         return read_json(folder / "metrics.json")
     stage = folder / STAGE_FILE
     resume = stage.is_file() and read_json(stage).get("key") == key and (folder / "checkpoint").is_dir()
-    values = {**train, "dataset": str(data_dir)}
-    if sids_path is not None:
-        values["sids"] = str(sids_path)
     console.print(f"[bold]{name}[/bold]: {'resuming' if resume else 'training'} ({train.get('method', 'sft')})")
     folder.mkdir(parents=True, exist_ok=True)
     _mark(folder, key)
     return train_sft(values, folder, resume=resume, overwrite=not resume)
+
+
+def _train_order(train: dict[str, dict[str, Any]]) -> list[str]:
+    """Train entries in their listed order, except that an entry comes after the one it continues (`from`)."""
+    order: list[str] = []
+    pending = list(train)
+    while pending:
+        ready = [n for n in pending if train[n].get("from") is None or train[n]["from"] in order]
+        if not ready:
+            bad = pending[0]
+            raise ConfigError(f"train.{bad}.from: '{train[bad].get('from')}' is not a train entry "
+                              f"(or the `from` entries form a cycle); entries: {', '.join(train)}")
+        order.append(ready[0])
+        pending.remove(ready[0])
+    return order
 
 
 def run_pipeline(cfg: PipelineConfig, out: Path | None = None) -> dict[str, Any]:
@@ -225,8 +311,13 @@ def run_pipeline(cfg: PipelineConfig, out: Path | None = None) -> dict[str, Any]
     results: dict[str, dict[str, Any]] = {}
     for name, overrides in cfg.baselines.items():
         results[name] = baseline_stage(name, overrides, out, data_dir, data_key)["test"]
-    for name, train in cfg.train.items():
-        results[name] = train_stage(name, train, out, data_dir, sids_path, sids_key)["test"]
+    semantics_path, sem_key = semantics_stage(cfg, out, data_dir, sids_path, sids_key)
+    cf_run = out / "sasrec" if "sasrec" in cfg.baselines else None
+    keys: dict[str, str] = {}
+    for name in _train_order(cfg.train):
+        train = cfg.train[name]
+        results[name] = train_stage(name, train, out, data_dir, sids_path, sids_key, keys=keys, cf_run=cf_run,
+                                    semantics=(semantics_path, sem_key) if semantics_path else None)["test"]
     summary = {"name": cfg.name, "dataset": str(data_dir), "sids": str(sids_path) if sids_path else "external",
                "wall_seconds": round(time.perf_counter() - t0, 1), "test": results}
     write_json(out / "summary.json", summary)

@@ -1,0 +1,212 @@
+"""ILRec quality: stage 2 from one SFT checkpoint against the plain-CE control, with ablations.
+
+Per dataset (Beauty with its given SIDs, industrial-partial with its given SIDs):
+
+1. a SASRec (CRR's CF model) and one stage-1 SFT run (early stopping on validation NDCG@10);
+2. from that checkpoint, the same number of extra steps with the same schedule, per seed:
+   `sft_continued` (plain CE: the fair control), `ilrec` (CPO + CPD + CRR), `ilrec_no_cpo`,
+   `ilrec_no_cpd`, `ilrec_no_crr`;
+3. test HR/NDCG@5/10 on a fixed sample of the test split (beam 20), paired bootstrap against the
+   control over test examples (per-example metrics averaged over seeds first);
+4. `--sweep`: layer choice and α / β sensitivity on validation (seed 0);
+5. diagnostics from the training logs: share of target positions with a negative, mean |N_t|, loss terms.
+
+    python benchmarks/ilrec.py                                   # cpu scale, both datasets, 3 seeds
+    python benchmarks/ilrec.py --datasets industrial --seeds 0   # a quicker look
+    python benchmarks/ilrec.py --sweep                           # + layer / α / β sensitivity
+    python benchmarks/ilrec.py --scale gpu                       # 30 layers, whole test split (GPU)
+    python benchmarks/ilrec.py --collect                         # only read finished runs
+
+Runs live in runs/bench-ilrec/<scale>/<dataset>/…, each a normal run folder. Writes
+benchmarks/results/ilrec.json with summary keys `<dataset>.{sft,sft_continued,ilrec,ilrec_no_cpo,
+ilrec_no_cpd,ilrec_no_crr}.{ndcg@10,hr@10}` for `beauty` and `industrial`, and `seeds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from _common import METRICS, ROOT, SHARED_DATA, console, mean_ci, paired_ci, seed_mean_per_example, train_run, write_result
+from sidrec.utils.io import read_json
+
+DATASETS = {
+    "industrial": {"format": "minionerec", "path": SHARED_DATA / "amazon18-industrial", "options": {},
+                   "tasks": {"seqrec": 1.0}, "max_history": 10},
+    "beauty": {"format": "lcrec", "path": SHARED_DATA / "amazon14-beauty", "options": {"max_history": 20},
+               "tasks": {"seqrec": 0.05}, "max_history": 20},
+}
+STAGE2_ARMS: dict[str, dict[str, Any]] = {
+    "sft_continued": {"method": "sft"},
+    "ilrec": {"method": "ilrec", "ilrec": {}},
+    "ilrec_no_cpo": {"method": "ilrec", "ilrec": {"use_cpo": False}},
+    "ilrec_no_cpd": {"method": "ilrec", "ilrec": {"use_cpd": False}},
+    "ilrec_no_crr": {"method": "ilrec", "ilrec": {"use_crr": False}},
+}
+SWEEP: dict[str, dict[str, Any]] = {
+    "layers_-2": {"layers": [-2]}, "layers_-2..-3": {"layers": [-2, -3]}, "layers_lower": {"layers": [2, 3]},
+    "alpha_0.05": {"alpha": 0.05}, "alpha_0.3": {"alpha": 0.3}, "alpha_1.0": {"alpha": 1.0},
+    "beta_0.03": {"beta": 0.03}, "beta_0.3": {"beta": 0.3}, "beta_1.0": {"beta": 1.0},
+}
+SCALES: dict[str, dict[str, Any]] = {
+    # 2 cores: SmolLM2-135M cut to 6 layers (ILRec's default layers need ≥ 5), short stages
+    "cpu": {"model": {"name_or_path": "smollm2-135m", "num_layers": 6},
+            "stage1": {"epochs": 1, "max_steps": 400, "batch_size": 16, "lr": 1e-3, "warmup_ratio": 0.05,
+                       "eval_steps": 100, "eval_samples": 150, "patience": 3, "device": "cpu"},
+            "stage2": {"epochs": 1, "max_steps": 120, "batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.05,
+                       "scheduler": "cosine", "eval_steps": 60, "eval_samples": 150, "patience": 100, "device": "cpu"},
+            "eval": {"num_beams": 20, "batch_size": 32, "max_examples": 500, "splits": ["test"]},
+            "sasrec": {"epochs": 30, "patience": 3, "device": "cpu"}},
+    "gpu": {"model": {"name_or_path": "smollm2-135m"},
+            "stage1": {"epochs": 3, "batch_size": 32, "lr": 5e-4, "warmup_ratio": 0.03, "eval_steps": 500,
+                       "eval_samples": 500, "patience": 3},
+            "stage2": {"epochs": 1, "batch_size": 32, "lr": 5e-5, "warmup_ratio": 0.05, "scheduler": "cosine",
+                       "eval_steps": 500, "eval_samples": 500, "patience": 100},
+            "eval": {"num_beams": 20, "batch_size": 64, "splits": ["test"]},
+            "sasrec": {"epochs": 200, "patience": 10}},
+}
+
+
+def prepare(name: str, work: Path, scale: dict[str, Any]) -> tuple[Path, Path]:
+    """The imported dataset and its SASRec run."""
+    from sidrec.pipelines.classic import train_classic
+
+    spec = DATASETS[name]
+    data = work / "data"
+    if not (data / "dataset.json").is_file():
+        from sidrec.data.importers import import_dataset
+
+        import_dataset(spec["format"], spec["path"], **spec["options"]).save(data)
+    sasrec = work / "sasrec"
+    if not (sasrec / "metrics.json").is_file():
+        train_classic("sasrec", data, sasrec, overrides=scale["sasrec"], overwrite=True)
+    return data, sasrec
+
+
+def stage1_config(name: str, data: Path, scale: dict[str, Any]) -> dict[str, Any]:
+    spec = DATASETS[name]
+    return {"method": "sft", "dataset": str(data), "model": scale["model"],
+            "data": {"tasks": spec["tasks"], "compact": True, "max_history": spec["max_history"]},
+            "training": {**scale["stage1"], "seed": 0},
+            "eval": {**scale["eval"], "splits": ["valid", "test"]}}
+
+
+def stage2_config(sft_run: Path, arm: dict[str, Any], seed: int, sasrec: Path, scale: dict[str, Any],
+                  ilrec_extra: dict[str, Any] | None = None, splits: list[str] | None = None) -> dict[str, Any]:
+    from sidrec.pipelines.llm import continue_from
+
+    cfg = continue_from(sft_run, arm["method"])
+    cfg["training"] = {**cfg["training"], **scale["stage2"], "seed": seed}
+    cfg["eval"] = {**scale["eval"], **({"splits": splits} if splits else {})}
+    if arm["method"] == "ilrec":
+        cfg["ilrec"] = {**cfg.get("ilrec", {}), "cf_run": str(sasrec), **arm.get("ilrec", {}), **(ilrec_extra or {})}
+    return cfg
+
+
+def diagnostics(run: Path) -> dict[str, Any]:
+    rows = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines() if x.strip()]
+    train = [r for r in rows if "loss" in r and "valid" not in r]
+    out: dict[str, Any] = {"loss": [r["loss"] for r in train]}
+    for key in ("frac_with_negative", "mean_negatives", "cpo", "cpd", "crr", "ce"):
+        vals = [r[key] for r in train if key in r]
+        if vals:
+            out[key] = {"first": vals[0], "last": vals[-1], "mean": float(np.mean(vals))}
+    out["valid"] = [(r["step"], r["valid"].get("ndcg@10")) for r in rows if "valid" in r]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=list(SCALES), default="cpu")
+    ap.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--arms", nargs="+", choices=list(STAGE2_ARMS), default=list(STAGE2_ARMS))
+    ap.add_argument("--sweep", action="store_true", help="layer choice and α / β sensitivity on validation (seed 0)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--collect", action="store_true")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-ilrec")
+    args = ap.parse_args()
+    scale = SCALES[args.scale]
+    raw: dict[str, Any] = {}
+    summary: dict[str, Any] = {"seeds": len(args.seeds), "scale": args.scale}
+    t0 = time.perf_counter()
+    for name in args.datasets:
+        work = args.work / args.scale / name
+        data, sasrec = prepare(name, work, scale)
+        sft = work / "sft"
+        if not args.collect:
+            train_run(sft, stage1_config(name, data, scale), threads=args.workers * args.threads)
+        runs = {arm: [work / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
+        jobs = [(run, stage2_config(sft, STAGE2_ARMS[arm], seed, sasrec, scale))
+                for seed_i, seed in enumerate(args.seeds) for arm in args.arms for run in [runs[arm][seed_i]]]
+        if args.sweep:
+            for key, extra in SWEEP.items():
+                run = work / "sweep" / key
+                runs[f"sweep.{key}"] = [run]
+                jobs.append((run, stage2_config(sft, STAGE2_ARMS["ilrec"], 0, sasrec, scale, extra, ["valid"])))
+        if not args.collect:
+            with ThreadPoolExecutor(args.workers) as pool:
+                list(pool.map(lambda job: train_run(job[0], job[1], args.threads), jobs))
+        res: dict[str, Any] = {"sft": read_json(sft / "metrics.json") if (sft / "metrics.json").is_file() else None,
+                               "sasrec": read_json(sasrec / "metrics.json")["test"], "arms": {}}
+        per_example: dict[str, Any] = {}
+        if res["sft"]:
+            _, per_example["sft"] = seed_mean_per_example([sft])
+        for arm, rs in runs.items():
+            done = [r for r in rs if (r / "metrics.json").is_file()]
+            if not done:
+                continue
+            metrics = [read_json(r / "metrics.json") for r in done]
+            split = "test" if "test" in metrics[0] else "valid"
+            entry = {"runs": [str(r.relative_to(ROOT)) for r in done], "split": split,
+                     split: {m: [x[split][m] for x in metrics] for m in METRICS},
+                     "train_time_s": [x["train"]["time_s"] for x in metrics],
+                     "diagnostics": [diagnostics(r) for r in done]}
+            entry["over_seeds"] = {m: mean_ci(entry[split][m]) for m in METRICS}
+            if split == "test":
+                _, per_example[arm] = seed_mean_per_example(done)
+            res["arms"][arm] = entry
+        for arm, entry in res["arms"].items():
+            if arm in per_example and arm != "sft_continued" and "sft_continued" in per_example:
+                entry["paired_vs_control"] = paired_ci(per_example["sft_continued"], per_example[arm])
+            if entry["split"] == "test":
+                for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
+                    summary[f"{name}.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
+        if res["sft"]:
+            for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
+                summary[f"{name}.sft.{m}"] = res["sft"]["test"][m]
+        raw[name] = res
+        print_table(name, res)
+    config = {"scale": args.scale, "scale_settings": scale, "seeds": args.seeds, "arms": STAGE2_ARMS,
+              "sweep": SWEEP if args.sweep else None, "workers": args.workers, "threads": args.threads}
+    path = write_result("ilrec", summary=summary, config=config, raw=raw,
+                        wall_seconds=round(time.perf_counter() - t0, 1))
+    console.print(f"wrote {path.relative_to(ROOT)}")
+
+
+def print_table(name: str, res: dict[str, Any]) -> None:
+    t = Table(title=f"ILRec · {name} (mean over seeds; Δ vs sft_continued, paired bootstrap 95% CI)")
+    for c in ("arm", "split", "seeds", *METRICS, "Δ ndcg@10 [95% CI]", "negatives/pos", "train s"):
+        t.add_column(c, justify="left" if c in ("arm", "split") else "right")
+    if res["sft"]:
+        t.add_row("sft (stage 1)", "test", "1", *(f"{res['sft']['test'][m]:.4f}" for m in METRICS), "—", "—",
+                  f"{res['sft']['train']['time_s']:.0f}")
+    for arm, e in res["arms"].items():
+        pv = e.get("paired_vs_control", {}).get("ndcg@10")
+        delta = f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}]" if pv else "—"
+        neg = [d["mean_negatives"]["mean"] for d in e["diagnostics"] if "mean_negatives" in d]
+        t.add_row(arm, e["split"], str(len(e["runs"])), *(f"{e['over_seeds'][m]['mean']:.4f}" for m in METRICS),
+                  delta, f"{np.mean(neg):.2f}" if neg else "—", f"{np.median(e['train_time_s']):.0f}")
+    console.print(t)
+
+
+if __name__ == "__main__":
+    main()

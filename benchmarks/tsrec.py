@@ -1,0 +1,294 @@
+"""TS-Rec ablation on industrial-partial: SFT vs +SA-Init vs +TS-Align vs both, per teacher, and SA-Init depth.
+
+Teachers: the released TS-Rec semantics (../shared/data/amazon18-industrial/semantics, a teacher
+LLM's output) and sidrec's offline tfidf teacher. Every arm trains the same backbone for the same
+number of optimizer steps from the same seeds, is evaluated on the same fixed sample of the
+official test rows (constrained beam search, beam 20), and is compared with SFT by a paired
+bootstrap over test examples (per-example metrics averaged over seeds first). Validation NDCG@10
+is recorded every `eval_steps` steps for the convergence curves. Also: SA-Init depth (level a
+only, a+b, all) with the released semantics, and embedding diagnostics (norms, how far SA-Init
+rows are from their keyword means, how distinct the SID rows are before and after SA-Init).
+
+    python benchmarks/tsrec.py                    # cpu scale, 2 seeds, 2 worker processes
+    python benchmarks/tsrec.py --seeds 0 1 2      # more seeds
+    python benchmarks/tsrec.py --scale gpu        # the gpu scale (a GPU machine)
+    python benchmarks/tsrec.py --collect          # only read finished runs
+
+Runs live in runs/bench-tsrec/<scale>/<arm>/seed<N> (each a normal sidrec run folder: config.yaml,
+history.jsonl, metrics.json, ranks_test.parquet; rerun one with `sidrec train sft --config
+RUN/config.yaml --out RUN --overwrite`). Writes benchmarks/results/tsrec.json (summary keys
+`industrial.released.{sft,sa_init,ts_align,tsrec}.ndcg@10`, `.hr@10`, the same under
+`industrial.tfidf.`, and `seeds`), benchmarks/results/tsrec_curves.png and a `sidrec report` of the
+seed-0 runs in benchmarks/results/tsrec-report/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from _common import METRICS, RESULTS, ROOT, SHARED_DATA, mean_ci, paired_ci, seed_mean_per_example, train_run, write_result
+from sidrec.utils.io import read_json
+
+console = Console()
+RELEASED = SHARED_DATA / "amazon18-industrial" / "semantics" / "Industrial_and_Scientific.description_keywords.json"
+# arm → (teacher, sa_init levels or None when off, align on)
+ARMS: dict[str, tuple[str | None, list[str] | None, bool]] = {
+    "sft": (None, None, False),
+    "released.sa_init": ("released", ["a", "b", "c"], False),
+    "released.ts_align": ("released", None, True),
+    "released.tsrec": ("released", ["a", "b", "c"], True),
+    "tfidf.sa_init": ("tfidf", ["a", "b", "c"], False),
+    "tfidf.ts_align": ("tfidf", None, True),
+    "tfidf.tsrec": ("tfidf", ["a", "b", "c"], True),
+    "released.sa_init_a": ("released", ["a"], False),
+    "released.sa_init_ab": ("released", ["a", "b"], False),
+}
+SCALES: dict[str, dict[str, Any]] = {
+    # 2 cores: SmolLM2-135M cut to 2 layers, 240 steps of 16 (≈ a third of an epoch), test on 600 rows
+    "cpu": {"model": {"name_or_path": "smollm2-135m", "num_layers": 2},
+            "training": {"epochs": 1, "max_steps": 240, "batch_size": 16, "lr": 1e-3, "warmup_ratio": 0.05,
+                         "eval_steps": 40, "eval_samples": 150, "patience": 100, "log_steps": 20, "device": "cpu"},
+            "eval": {"num_beams": 20, "batch_size": 32, "max_examples": 600, "splits": ["test"]}},
+    # one GPU: the whole 30-layer model, 2 epochs, the whole test split
+    "gpu": {"model": {"name_or_path": "smollm2-135m"},
+            "training": {"epochs": 2, "batch_size": 32, "lr": 5e-4, "warmup_ratio": 0.03, "eval_steps": 200,
+                         "eval_samples": 500, "patience": 100, "log_steps": 20},
+            "eval": {"num_beams": 20, "batch_size": 64, "splits": ["test"]}},
+}
+
+
+def prepare(work: Path, teachers: set[str]) -> tuple[Path, dict[str, Path], dict[str, Any]]:
+    """The imported dataset and both teachers' semantics.json (built once)."""
+    from sidrec.data.dataset import Dataset
+    from sidrec.llm.trainer import load_sid_table
+    from sidrec.semantics.format import coverage, load_semantics, save_semantics
+
+    data = work / "data"
+    if not (data / "dataset.json").is_file():
+        from sidrec.data.importers import import_dataset
+
+        import_dataset("minionerec", SHARED_DATA / "amazon18-industrial").save(data)
+    dataset = Dataset.load(data)
+    table = load_sid_table(dataset, None)
+    sem_dir = work / "semantics"
+    sem_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"released": sem_dir / "released.json", "tfidf": sem_dir / "tfidf.json"}
+    info: dict[str, Any] = {}
+    if not paths["released"].is_file():
+        save_semantics(paths["released"], load_semantics(RELEASED, table).values())
+    if "tfidf" in teachers and not paths["tfidf"].is_file():
+        from sidrec.semantics.tfidf import tfidf_semantics
+
+        t0 = time.perf_counter()
+        save_semantics(paths["tfidf"], tfidf_semantics(dataset, table))
+        info["tfidf_seconds"] = round(time.perf_counter() - t0, 2)
+    for name, path in paths.items():
+        if path.is_file():
+            info[name] = coverage(load_semantics(path, table), table).to_dict()
+    return data, paths, info
+
+
+def run_config(arm: str, seed: int, scale: str, data: Path, semantics: dict[str, Path]) -> dict[str, Any]:
+    teacher, levels, align = ARMS[arm]
+    s = SCALES[scale]
+    cfg: dict[str, Any] = {
+        "method": "sft" if teacher is None else "tsrec",
+        "dataset": str(data),
+        "model": s["model"],
+        "data": {"tasks": {"seqrec": 1.0}, "compact": True, "max_history": 10},
+        "training": {**s["training"], "seed": seed},
+        "eval": s["eval"],
+    }
+    if teacher is not None:
+        cfg["tsrec"] = {"semantics": str(semantics[teacher]),
+                        "sa_init": {"enabled": levels is not None, "levels": levels},
+                        "align": {"enabled": align, "weight": 1.0}}
+    return cfg
+
+
+def curve(run: Path) -> list[tuple[int, float]]:
+    import json
+
+    rows = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines() if x.strip()]
+    return [(r["step"], r["valid"]["ndcg@10"]) for r in rows if "valid" in r]
+
+
+def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, list[Path]]) -> dict[str, Any]:
+    """SA-Init sanity: norms, distance to the keyword means, how distinct SID rows are, drift in training."""
+    import torch
+
+    from sidrec.data.dataset import Dataset
+    from sidrec.llm.backbone import BackboneConfig, load_backbone
+    from sidrec.llm.trainer import load_sid_table
+    from sidrec.llm.tsrec import sa_init
+    from sidrec.semantics.format import load_semantics
+
+    table = load_sid_table(Dataset.load(data), None)
+    out: dict[str, Any] = {}
+    sem = load_semantics(semantics["released"], table)
+    cfg = BackboneConfig(num_layers=2)
+
+    def pairwise_cos(w: torch.Tensor) -> float:
+        w = torch.nn.functional.normalize(w.float(), dim=1)
+        sim = w @ w.T
+        n = len(w)
+        return float((sim.sum() - n) / (n * (n - 1)))
+
+    torch.manual_seed(0)
+    base, tok, sid = load_backbone(cfg, table.vocab())
+    emb0 = base.get_input_embeddings().weight.detach().clone()
+    used_b = [sid.per_level[1][c] for c in sorted(set(table.codes[:, 1].tolist()))]
+    torch.manual_seed(0)
+    model, _, _ = load_backbone(cfg, table.vocab(), init_sid_rows=lambda m, t, s: sa_init(m, t, s, sem))
+    emb1 = model.get_input_embeddings().weight.detach().clone()
+    pre = torch.ones(len(emb0), dtype=torch.bool)
+    pre[sid.all_ids] = False
+    kw_cos = []
+    for tid, text in zip(sid.per_level[1], sid.strings[1], strict=True):
+        if text in sem:
+            ids = tok(sem[text].keyword_text, add_special_tokens=False)["input_ids"]
+            kw_cos.append(float(torch.nn.functional.cosine_similarity(emb1[tid], emb0[ids].mean(0), dim=0)))
+    out["pretrained_mean_norm"] = float(emb0[pre].norm(dim=1).mean())
+    out["default_init_mean_norm"] = float(emb0[used_b].norm(dim=1).mean())
+    out["sa_init_mean_norm"] = float(emb1[used_b].norm(dim=1).mean())
+    out["sa_init_cos_to_keyword_mean"] = {"min": min(kw_cos), "mean": float(np.mean(kw_cos))}
+    out["mean_pairwise_cos_level_b"] = {"default_init": pairwise_cos(emb0[used_b]), "sa_init": pairwise_cos(emb1[used_b]),
+                                        "pretrained_sample": pairwise_cos(emb0[pre][:256])}
+    # after training: how far did the SID rows move from where they started?
+    for arm, init in (("sft", emb0), ("released.sa_init", emb1)):
+        if not runs.get(arm):
+            continue
+        from sidrec.llm.recommender import GenerativeRecommender
+
+        trained = GenerativeRecommender.load(runs[arm][0] / "model").model.get_input_embeddings().weight.detach()
+        cos = torch.nn.functional.cosine_similarity(trained[used_b], init[used_b], dim=1)
+        out[f"{arm}.trained_vs_init_cos_level_b"] = float(cos.mean())
+        out[f"{arm}.trained_mean_pairwise_cos_level_b"] = pairwise_cos(trained[used_b])
+    return out
+
+
+def plot_curves(curves: dict[str, dict[int, list[tuple[int, float]]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, teacher in zip(axes, ("released", "tfidf"), strict=True):
+        for arm in ("sft", f"{teacher}.sa_init", f"{teacher}.ts_align", f"{teacher}.tsrec"):
+            if arm not in curves or not curves[arm]:
+                continue
+            steps = sorted({s for c in curves[arm].values() for s, _ in c})
+            mean = [np.mean([dict(c).get(s, np.nan) for c in curves[arm].values()]) for s in steps]
+            ax.plot(steps, mean, marker="o", label=arm.split(".")[-1])
+        ax.set_title(f"validation NDCG@10 ({teacher} semantics), mean over seeds")
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel("NDCG@10")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=list(SCALES), default="cpu")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--workers", type=int, default=2, help="runs trained at once")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    ap.add_argument("--collect", action="store_true", help="only read finished runs")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-tsrec")
+    ap.add_argument("--smoke", action="store_true", help="a few steps on a few rows, to check the pipeline")
+    args = ap.parse_args()
+    if args.smoke:
+        SCALES["smoke"] = {**SCALES["cpu"], "training": {**SCALES["cpu"]["training"], "max_steps": 4, "eval_steps": 2,
+                                                          "eval_samples": 8},
+                           "eval": {**SCALES["cpu"]["eval"], "max_examples": 16}}
+        args.scale = "smoke"
+
+    teachers = {ARMS[a][0] for a in args.arms} - {None}
+    data, semantics, sem_info = prepare(args.work, teachers)
+    runs = {arm: [args.work / args.scale / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
+    if not args.collect:
+        jobs = [(run, run_config(arm, seed, args.scale, data, semantics))
+                for seed_idx, seed in enumerate(args.seeds) for arm in args.arms
+                for run in [runs[arm][seed_idx]]]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(args.workers) as pool:
+            list(pool.map(lambda job: train_run(job[0], job[1], args.threads), jobs))
+        console.print(f"all runs finished in {time.perf_counter() - t0:.0f} s")
+
+    done = {arm: [r for r in rs if (r / "metrics.json").is_file()] for arm, rs in runs.items()}
+    missing = [str(r) for arm, rs in runs.items() for r in rs if r not in done[arm]]
+    if missing:
+        console.print(f"[yellow]missing runs (not in the table):[/] {missing}")
+    raw: dict[str, Any] = {}
+    per_example: dict[str, dict[str, np.ndarray]] = {}
+    curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    for arm, rs in done.items():
+        if not rs:
+            continue
+        metrics = [read_json(r / "metrics.json") for r in rs]
+        _, per_example[arm] = seed_mean_per_example(rs)
+        curves[arm] = {int(r.name.removeprefix("seed")): curve(r) for r in rs}
+        raw[arm] = {"runs": [str(r.relative_to(ROOT)) for r in rs],
+                    "test": {m: [x["test"][m] for x in metrics] for m in METRICS},
+                    "test_n": [x["test"]["n"] for x in metrics],
+                    "train_time_s": [x["train"]["time_s"] for x in metrics],
+                    "best_step": [x["train"]["best_step"] for x in metrics],
+                    "corpus": metrics[0]["train"]["corpus"],
+                    "valid_curves": curves[arm]}
+        raw[arm]["test_over_seeds"] = {m: mean_ci(raw[arm]["test"][m]) for m in METRICS}
+        if arm != "sft" and "sft" in per_example:
+            raw[arm]["paired_vs_sft"] = paired_ci(per_example["sft"], per_example[arm])
+
+    summary: dict[str, Any] = {"seeds": len(args.seeds), "scale": args.scale}
+    for arm, r in raw.items():
+        teachers = ["released", "tfidf"] if arm == "sft" else [arm.split(".")[0]]
+        for teacher in teachers:
+            name = arm if arm != "sft" else f"{teacher}.sft"
+            for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
+                summary[f"industrial.{name}.{m}"] = r["test_over_seeds"][m]["mean"]
+        if "paired_vs_sft" in r:
+            summary[f"industrial.{arm}.ndcg@10_vs_sft"] = r["paired_vs_sft"]["ndcg@10"]["diff"]
+    diagnostics = embedding_diagnostics(data, semantics, done) if done.get("released.sa_init") else {}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot_curves(curves, RESULTS / "tsrec_curves.png")
+    seed0 = [done[a][0] for a in ("sft", "released.sa_init", "released.ts_align", "released.tsrec") if done.get(a)]
+    if len(seed0) > 1:
+        from sidrec.reporting.report import write_report
+
+        write_report(seed0, RESULTS / "tsrec-report")
+    config = {"scale": args.scale, "seeds": args.seeds, "arms": {a: ARMS[a] for a in args.arms},
+              "run_config_example": run_config("released.tsrec", args.seeds[0], args.scale, data, semantics),
+              "workers": args.workers, "threads_per_run": args.threads}
+    path = write_result("tsrec", summary=summary, config=config, raw=raw, semantics=sem_info,
+                        embedding_diagnostics=diagnostics)
+    print_table(raw)
+    console.print(f"wrote {path.relative_to(ROOT)} and {(RESULTS / 'tsrec_curves.png').relative_to(ROOT)}")
+
+
+def print_table(raw: dict[str, Any]) -> None:
+    t = Table(title="TS-Rec ablation · industrial-partial test (mean over seeds; Δ vs SFT with paired-bootstrap 95% CI)")
+    for c in ("arm", "seeds", *METRICS, "Δ ndcg@10 [95% CI]", "p", "train s"):
+        t.add_column(c, justify="left" if c == "arm" else "right")
+    for arm, r in raw.items():
+        o = r["test_over_seeds"]
+        pv = r.get("paired_vs_sft", {}).get("ndcg@10")
+        delta = f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}]" if pv else "—"
+        t.add_row(arm, str(len(r["runs"])), *(f"{o[m]['mean']:.4f}" for m in METRICS), delta,
+                  f"{pv['p']:.3f}" if pv else "—", f"{np.median(r['train_time_s']):.0f}")
+    console.print(t)
+
+
+if __name__ == "__main__":
+    main()
