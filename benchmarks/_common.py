@@ -76,16 +76,9 @@ def seed_mean_per_example(runs: list[Path]) -> tuple[pd.DataFrame, dict[str, np.
 
 
 def paired_ci(a: dict[str, np.ndarray], b: dict[str, np.ndarray], n_boot: int = 10000) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-    n = len(a["ndcg@10"])
-    idx = rng.integers(0, n, size=(n_boot, n))
-    out = {}
-    for m in METRICS:
-        d = b[m] - a[m]
-        boots = d[idx].mean(axis=1)
-        lo, hi = np.percentile(boots, [2.5, 97.5])
-        centred = boots - boots.mean()
-        p = 1.0 if np.all(d == 0) else float((np.sum(np.abs(centred) >= abs(d.mean())) + 1) / (n_boot + 1))
-        out[m] = {"diff": float(d.mean()), "ci95": [float(lo), float(hi)], "p": p,
-                  "rel": float(d.mean() / a[m].mean()) if a[m].mean() > 0 else None}
-    return out
+    """B − A per metric on per-example values: difference, 95% CI, p, and the relative change."""
+    from sidrec.evaluation.compare import paired_bootstrap_values
+
+    return {r.metric: {"diff": r.diff, "ci95": [r.ci_low, r.ci_high], "p": r.p_value,
+                       "rel": r.diff / r.a if r.a > 0 else None}
+            for r in paired_bootstrap_values(a, b, METRICS, n_boot=n_boot, seed=0)}

@@ -40,13 +40,25 @@ def paired_bootstrap(
     if ranks_a.shape != ranks_b.shape:
         raise ValueError(f"runs cover different numbers of examples: {len(ranks_a)} vs {len(ranks_b)}")
     pa, pb = per_example_metrics(ranks_a, ks), per_example_metrics(ranks_b, ks)
-    names = list(metrics) if metrics else list(pa)
-    n = len(ranks_a)
+    return paired_bootstrap_values(pa, pb, metrics, n_boot=n_boot, seed=seed)
+
+
+def paired_bootstrap_values(
+    per_a: dict[str, np.ndarray],
+    per_b: dict[str, np.ndarray],
+    metrics: Sequence[str] | None = None,
+    *,
+    n_boot: int = 10000,
+    seed: int = 0,
+) -> list[PairedResult]:
+    """`paired_bootstrap` on per-example metric values (e.g. averaged over seeds) instead of ranks."""
+    names = list(metrics) if metrics else list(per_a)
+    n = len(per_a[names[0]])
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n)) if n * n_boot <= 50_000_000 else None
     results = []
     for m in names:
-        d = pb[m] - pa[m]
+        d = per_b[m] - per_a[m]
         obs = float(d.mean())
         if idx is not None:
             boots = d[idx].mean(axis=1)
@@ -55,5 +67,5 @@ def paired_bootstrap(
         lo, hi = np.percentile(boots, [2.5, 97.5])
         centred = boots - boots.mean()
         p = 1.0 if np.all(d == 0) else float((np.sum(np.abs(centred) >= abs(obs)) + 1) / (n_boot + 1))
-        results.append(PairedResult(m, float(pa[m].mean()), float(pb[m].mean()), obs, float(lo), float(hi), p, n))
+        results.append(PairedResult(m, float(per_a[m].mean()), float(per_b[m].mean()), obs, float(lo), float(hi), p, n))
     return results
