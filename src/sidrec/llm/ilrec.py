@@ -128,23 +128,21 @@ class SIDLookup:
         return self
 
 
-def candidate_logits(model: Any, hidden: torch.Tensor, cand_ids: torch.Tensor) -> torch.Tensor:
+def candidate_logits(norm: torch.nn.Module, head: torch.nn.Module, hidden: torch.Tensor,
+                     cand_ids: torch.Tensor) -> torch.Tensor:
     """Logit lens on the candidates only: [Λ, P, d] hidden states → [Λ, P, K] = W[C]·norm(h).
 
-    The norm and head weights are used detached (fixed read-outs); gradients flow into `hidden`.
+    `norm` and `head` are the model's final norm and LM head (`final_norm`, `get_output_embeddings`);
+    their weights are used detached (fixed read-outs), so gradients flow into `hidden` only.
     """
-    norm = final_norm(model)
     params = {k: v.detach() for k, v in norm.named_parameters()}
-    buffers = dict(norm.named_buffers())
-    h = functional_call(norm, {**params, **buffers}, (hidden,))
-    head = model.get_output_embeddings()
+    h = functional_call(norm, {**params, **dict(norm.named_buffers())}, (hidden,))
     weight = getattr(head, "weight", None)
     if isinstance(head, torch.nn.Linear) and isinstance(weight, torch.Tensor):
         rows = weight.detach()[cand_ids]  # [P, K, d]
         out = torch.einsum("lpd,pkd->lpk", h.to(rows.dtype), rows)
-        bias = getattr(head, "bias", None)
-        if bias is not None:
-            out = out + bias.detach()[cand_ids]
+        if head.bias is not None:
+            out = out + head.bias.detach()[cand_ids]
         return out
     # a wrapped head (peft trainable tokens): run it on the P positions, then keep the candidates
     full = head(h)  # [Λ, P, V]: P positions only, never the whole sequence

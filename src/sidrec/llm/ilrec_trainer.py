@@ -19,7 +19,14 @@ import torch
 import torch.nn.functional as F
 
 from sidrec.errors import ConfigError
-from sidrec.llm.ilrec import SIDLookup, candidate_logits, load_cf_model, n_transformer_layers, resolve_layers
+from sidrec.llm.ilrec import (
+    SIDLookup,
+    candidate_logits,
+    final_norm,
+    load_cf_model,
+    n_transformer_layers,
+    resolve_layers,
+)
 from sidrec.llm.ilrec_losses import ilrec_position_losses, prefix_rewards
 from sidrec.llm.sft_data import IGNORE_INDEX, TokenizedExample
 from sidrec.llm.trainer import SFTTrainer
@@ -33,9 +40,9 @@ class ILRecTrainer(SFTTrainer):
         s = self.config.ilrec
         model = self.accelerator.unwrap_model(self.model)
         self.layer_index = resolve_layers(s.layers, n_transformer_layers(model))
-        vocab = model.get_output_embeddings().weight.shape[0] if hasattr(model.get_output_embeddings(), "weight") \
-            else len(self.tokenizer)
-        self.lookup = SIDLookup(self.sid_tokens.per_level, max(vocab, len(self.tokenizer)), self.table.codes, self.device)
+        self.norm, self.head = final_norm(model), model.get_output_embeddings()  # the logit lens' read-outs
+        vocab = max(len(self.tokenizer), model.get_input_embeddings().weight.shape[0])
+        self.lookup = SIDLookup(self.sid_tokens.per_level, vocab, self.table.codes, self.device)
         self.cf = None
         if s.use_crr:
             if s.cf_run is None:
@@ -117,7 +124,7 @@ class ILRecTrainer(SFTTrainer):
         # --- intermediate layers at those positions only, onto the candidate rows only
         seq_pos = batch["input_ids"].shape[1] - keep + j_idx
         hidden = torch.stack([out.hidden_states[i][b_idx, seq_pos] for i in self.layer_index])  # [Λ, P, d]
-        inter = candidate_logits(self.accelerator.unwrap_model(model), hidden, cand_ids)
+        inter = candidate_logits(self.norm, self.head, hidden, cand_ids)
         rewards = None
         if s.use_crr or s.candidates == "trie":
             rewards = self.token_rewards(batch, b_idx, lvl, prefix)
