@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sidrec.errors import ConfigError
 from sidrec.llm.sft_data import PromptBuilder, SFTCorpus, TokenizedExample
 from sidrec.semantics.format import TokenSemantics
+from sidrec.sids.table import parse_token
 
 ALIGN_TASKS = ("token2desc", "desc2token")
 ALIGN_TEMPLATES: dict[str, list[str]] = {
@@ -144,7 +145,7 @@ def sa_init(model: Any, tokenizer: Any, sid_tokens: Any, semantics: dict[str, To
     targets: list[int] = []
     keyword_ids: list[list[int]] = []
     for lvl in (range(len(sid_tokens.per_level)) if levels is None else levels):
-        prefix = sid_tokens.strings[lvl][0].split("_")[0].lstrip("<") if sid_tokens.strings[lvl] else str(lvl)
+        prefix = parse_token(sid_tokens.strings[lvl][0])[0] if sid_tokens.strings[lvl] else str(lvl)
         done = missing = 0
         for tid, text in zip(sid_tokens.per_level[lvl], sid_tokens.strings[lvl], strict=True):
             sem = semantics.get(text)

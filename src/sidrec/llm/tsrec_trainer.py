@@ -47,10 +47,9 @@ class TSRecTrainer(SFTTrainer):
     def load_model(self, table: SIDTable) -> tuple[Any, Any, Any]:
         ts = self.config.tsrec
         self.semantics = self._load_semantics(table)
-        levels = resolve_levels(ts.sa_init.levels, table.prefixes)
-
         def write_sid_rows(model: Any, tokenizer: Any, sid_tokens: SIDTokens) -> None:
-            self.sa_init_report = sa_init(model, tokenizer, sid_tokens, self.semantics, levels=levels,
+            self.sa_init_report = sa_init(model, tokenizer, sid_tokens, self.semantics,
+                                          levels=resolve_levels(ts.sa_init.levels, table.prefixes),
                                           init_output=ts.sa_init.init_output)
 
         loaded = load_backbone(self.config.model, table.vocab(), device=self.device,
