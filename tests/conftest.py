@@ -10,6 +10,7 @@ import pytest
 
 from sidrec.data.build import build_dataset
 from sidrec.data.dataset import Dataset
+from sidrec.sids.table import SIDTable
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -69,3 +70,9 @@ def chain_dataset(
     if path is not None:
         ds.save(path)
     return ds
+
+
+def chain_sid_table(n_items: int = 40) -> SIDTable:
+    """3-level SIDs for the chain dataset's items i0 … i{n-1}: (i // 10, (i // 3) mod 4, i mod 3)."""
+    i = np.arange(n_items)
+    return SIDTable([f"i{k}" for k in range(n_items)], np.stack([i // 10, (i // 3) % 4, i % 3], axis=1)).with_dedup()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -20,17 +19,11 @@ from sidrec.llm.tiny import make_tiny_lm
 from sidrec.llm.trainer import SFTConfig
 from sidrec.pipelines.classic import train_classic
 from sidrec.pipelines.llm import sft_config, train_sft
-from sidrec.sids.table import SIDTable
 from sidrec.utils.runs import RunDir
 
-from .conftest import chain_dataset
+from .conftest import chain_dataset, chain_sid_table
 
 N_ITEMS = 40
-
-
-def make_table() -> SIDTable:
-    i = np.arange(N_ITEMS)
-    return SIDTable([f"i{k}" for k in range(N_ITEMS)], np.stack([i // 10, (i // 3) % 4, i % 3], axis=1)).with_dedup()
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +31,7 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("ilrec")
     make_tiny_lm(root / "lm", hidden=32, layers=4)
     chain_dataset(n_users=150, n_items=N_ITEMS, path=root / "chain")
-    make_table().save(root / "sids.json")
+    chain_sid_table(N_ITEMS).save(root / "sids.json")
     train_classic("sasrec", root / "chain", root / "sasrec", overrides={"epochs": 3, "device": "cpu"}, overwrite=True)
     return root
 

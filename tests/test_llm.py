@@ -20,19 +20,13 @@ from sidrec.llm.recommender import GenerativeRecommender, sid_maps
 from sidrec.llm.sft_data import IGNORE_INDEX, PromptBuilder, SFTCollator, SFTDataConfig, build_corpus, left_pad
 from sidrec.llm.tiny import make_tiny_lm
 from sidrec.llm.trainer import SFTConfig, SFTTrainer
-from sidrec.sids.table import SIDTable
 from sidrec.sids.trie import SIDTrie, TokenTrie
 from sidrec.utils.runs import RunDir
 
-from .conftest import chain_dataset
+from .conftest import chain_dataset, chain_sid_table
 
 N_ITEMS = 40
 REPO = Path(__file__).resolve().parents[1]
-
-
-def make_table() -> SIDTable:
-    i = np.arange(N_ITEMS)
-    return SIDTable([f"i{k}" for k in range(N_ITEMS)], np.stack([i // 10, (i // 3) % 4, i % 3], axis=1)).with_dedup()
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +34,7 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("llm")
     lm = make_tiny_lm(root / "lm", hidden=32)
     chain_dataset(n_users=150, n_items=N_ITEMS, path=root / "chain")
-    make_table().save(root / "sids.json")
+    chain_sid_table(N_ITEMS).save(root / "sids.json")
     return root
 
 
@@ -57,7 +51,7 @@ def test_sid_tokens_are_single_tokens_and_embeddings_resized(env):
 
     base = AutoModelForCausalLM.from_pretrained(env / "lm")
     old_rows = base.get_input_embeddings().weight.detach().clone()
-    table = make_table()
+    table = chain_sid_table(N_ITEMS)
     model, tok, sid = load_backbone(BackboneConfig(name_or_path=str(env / "lm")), table.vocab())
     n_sid = sum(table.codebook_sizes)
     assert len(tok) == old_rows.shape[0] + n_sid
@@ -73,7 +67,7 @@ def test_sid_tokens_are_single_tokens_and_embeddings_resized(env):
 
 
 def test_num_layers_truncates_and_lora_trains_sid_rows(env):
-    table = make_table()
+    table = chain_sid_table(N_ITEMS)
     model, _, _ = load_backbone(BackboneConfig(name_or_path=str(env / "lm"), num_layers=1), table.vocab())
     assert model.config.num_hidden_layers == 1 and len(model.model.layers) == 1
     lora, tok, sid = load_backbone(BackboneConfig(name_or_path=str(env / "lm"), finetune="lora",
@@ -96,7 +90,7 @@ def test_collation_masks_prompt_and_padding(env):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(env / "lm")
-    table = make_table()
+    table = chain_sid_table(N_ITEMS)
     from sidrec.llm.backbone import add_sid_tokens
 
     sid = add_sid_tokens(tok, table.vocab())
@@ -126,7 +120,7 @@ def test_history_truncated_by_whole_items_oldest_first(env):
     from sidrec.llm.backbone import add_sid_tokens
 
     tok = AutoTokenizer.from_pretrained(env / "lm")
-    table = make_table()
+    table = chain_sid_table(N_ITEMS)
     strings, ids = sid_maps(table, add_sid_tokens(tok, table.vocab()))
     history = [f"i{k}" for k in range(15)]
     full = PromptBuilder(tok, strings, ids, SFTDataConfig(max_history=12)).seqrec_prompts([history])[0]
@@ -359,7 +353,7 @@ def test_response_only_loss_equals_full_logits_loss(env):
     """The loss with logits kept only on response positions equals the model's own full loss."""
     from sidrec.llm.sft_data import response_logits_loss
 
-    table = make_table()
+    table = chain_sid_table(N_ITEMS)
     model, tok, sid = load_backbone(BackboneConfig(name_or_path=str(env / "lm")), table.vocab())
     strings, ids = sid_maps(table, sid)
     ds = chain_dataset(n_users=20, n_items=N_ITEMS)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -23,15 +22,10 @@ from sidrec.semantics.format import TokenSemantics, load_semantics, save_semanti
 from sidrec.sids.table import SIDTable
 from sidrec.utils.runs import RunDir
 
-from .conftest import chain_dataset
+from .conftest import chain_dataset, chain_sid_table
 
 N_ITEMS = 40
 WORDS = ["hair", "skin", "cream", "face", "oil", "brush", "nail", "polish", "lotion", "soap", "tool", "kit"]
-
-
-def make_table() -> SIDTable:
-    i = np.arange(N_ITEMS)
-    return SIDTable([f"i{k}" for k in range(N_ITEMS)], np.stack([i // 10, (i // 3) % 4, i % 3], axis=1)).with_dedup()
 
 
 def make_semantics(table: SIDTable, skip: tuple[str, ...] = ("<b_3>",)) -> list[TokenSemantics]:
@@ -54,7 +48,7 @@ def env(tmp_path_factory):
     cfg["tie_word_embeddings"] = False
     (untied / "config.json").write_text(json.dumps(cfg))
     chain_dataset(n_users=150, n_items=N_ITEMS, path=root / "chain")
-    table = make_table()
+    table = chain_sid_table(N_ITEMS)
     table.save(root / "sids.json")
     save_semantics(root / "semantics.json", make_semantics(table))
     return root
@@ -62,7 +56,7 @@ def env(tmp_path_factory):
 
 def load(root: Path, name: str = "lm", hook=None, **cfg):
     torch.manual_seed(0)
-    return load_backbone(BackboneConfig(name_or_path=str(root / name), **cfg), make_table().vocab(), init_sid_rows=hook)
+    return load_backbone(BackboneConfig(name_or_path=str(root / name), **cfg), chain_sid_table(N_ITEMS).vocab(), init_sid_rows=hook)
 
 
 def expected_row(weight: torch.Tensor, tokenizer, sem: TokenSemantics, sid_ids: list[int]) -> torch.Tensor:
@@ -76,7 +70,7 @@ def expected_row(weight: torch.Tensor, tokenizer, sem: TokenSemantics, sid_ids: 
 
 
 def test_sa_init_arithmetic_is_exact_and_other_rows_untouched(env):
-    semantics = load_semantics(env / "semantics.json", make_table())
+    semantics = load_semantics(env / "semantics.json", chain_sid_table(N_ITEMS))
     base, _, _ = load(env)
     reports = []
     model, tok, sid = load(env, hook=lambda m, t, s: reports.append(sa_init(m, t, s, semantics)))
@@ -106,7 +100,7 @@ def test_sa_init_arithmetic_is_exact_and_other_rows_untouched(env):
 
 
 def test_sa_init_levels_limit_what_is_written(env):
-    semantics = load_semantics(env / "semantics.json", make_table())
+    semantics = load_semantics(env / "semantics.json", chain_sid_table(N_ITEMS))
     base, _, sid = load(env)
     assert resolve_levels(["a", 1], ["a", "b", "c", "d"]) == [0, 1]
     with pytest.raises(ConfigError, match="prefix 'z'"):
@@ -119,7 +113,7 @@ def test_sa_init_levels_limit_what_is_written(env):
 
 @pytest.mark.parametrize("init_output", [True, False])
 def test_sa_init_untied_head_rows(env, init_output):
-    semantics = load_semantics(env / "semantics.json", make_table())
+    semantics = load_semantics(env / "semantics.json", chain_sid_table(N_ITEMS))
     base, _, _ = load(env, "lm-untied")
     reports = []
     model, tok, sid = load(env, "lm-untied",
@@ -138,7 +132,7 @@ def test_sa_init_untied_head_rows(env, init_output):
 
 def test_sa_init_survives_lora_wrapping(env):
     """LoRA's trainable SID rows start from what SA-Init wrote (SA-Init runs before peft)."""
-    semantics = load_semantics(env / "semantics.json", make_table())
+    semantics = load_semantics(env / "semantics.json", chain_sid_table(N_ITEMS))
     full, _, sid = load(env, hook=lambda m, t, s: sa_init(m, t, s, semantics))
     lora, _, _ = load(env, hook=lambda m, t, s: sa_init(m, t, s, semantics), finetune="lora")
     ids = torch.tensor(sid.per_level[0])
@@ -147,7 +141,7 @@ def test_sa_init_survives_lora_wrapping(env):
 
 
 def test_align_examples_pair_tokens_and_descriptions(env):
-    table = make_table()
+    table = chain_sid_table(N_ITEMS)
     semantics = load_semantics(env / "semantics.json", table)
     model, tok, sid = load(env)
     strings, ids = sid_maps(table, sid)
@@ -176,7 +170,7 @@ def test_config_switches_are_checked(env):
     bad = env / "bad.json"
     bad.write_text(json.dumps([{"token": "<z_1>", "description": "x", "keywords": ["a"]}]))
     with pytest.raises(DataError, match="bad.json"):
-        load_semantics(bad, make_table())
+        load_semantics(bad, chain_sid_table(N_ITEMS))
 
 
 def tsrec_config(root: Path, sa: bool, align: bool, **training) -> SFTConfig:
