@@ -57,6 +57,7 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu |
 EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Start the run folder again.")]
+SidsOpt = Annotated[Optional[Path], typer.Option("--sids", help="sids.json (default: the dataset's own SIDs).")]
 
 
 def _train(model: str, data: Path, out: Path, config: Optional[Path], set_: Optional[list[str]], seed: Optional[int],
@@ -97,7 +98,7 @@ def train_sft_cmd(
     config: ConfigOpt = None,
     out: OutOpt = Path("runs/sft"),
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder (overrides the config's).")] = None,
-    sids: Annotated[Optional[Path], typer.Option("--sids", help="sids.json (default: the dataset's own SIDs).")] = None,
+    sids: SidsOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="HF causal LM id or folder (default smollm2-135m).")] = None,
     method: Annotated[Optional[str], typer.Option("--method", help="sft | tiger | tsrec | ilrec")] = None,
     from_run: Annotated[Optional[Path], typer.Option("--from", help="Continue a finished SFT run's model (the "
@@ -124,7 +125,7 @@ def train_ilrec_cmd(
     out: OutOpt = Path("runs/ilrec"),
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Without --from: train with the ILRec losses "
                                                  "from step 0 on this dataset.")] = None,
-    sids: Annotated[Optional[Path], typer.Option("--sids", help="sids.json (default: the dataset's own SIDs).")] = None,
+    sids: SidsOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Without --from: HF causal LM id or folder.")] = None,
     set_: SetOpt = None,
     seed: SeedOpt = None,
