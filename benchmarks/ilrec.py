@@ -5,11 +5,14 @@ Per dataset (Beauty with its given SIDs, industrial-partial with its given SIDs)
 1. a SASRec (CRR's CF model) and one stage-1 SFT run (early stopping on validation NDCG@10);
 2. from that checkpoint, the same number of extra steps with the same schedule, per seed:
    `sft_continued` (plain CE: the fair control), `ilrec` (CPO + CPD + CRR), `ilrec_no_cpo`,
-   `ilrec_no_cpd`, `ilrec_no_crr`;
+   `ilrec_no_cpd`, `ilrec_no_crr`, `dpo`, `sdpo`;
 3. test HR/NDCG@5/10 on a fixed sample of the test split (beam 20), paired bootstrap against the
    control over test examples (per-example metrics averaged over seeds first);
 4. `--sweep`: layer choice and α / β sensitivity on validation (seed 0);
-5. diagnostics from the training logs: share of target positions with a negative, mean |N_t|, loss terms.
+5. diagnostics from the training logs: share of target positions with a negative, mean |N_t|, loss
+   terms (benchmarks/results/ilrec_curves.png), and the false-negative rate of the self-hard
+   negatives against each user's test item (sidrec.llm.ilrec_diagnostics), for the stage-1 model
+   and the seed-0 ILRec model.
 
     python benchmarks/ilrec.py                                   # cpu scale, both datasets, 3 seeds
     python benchmarks/ilrec.py --datasets industrial --seeds 0   # a quicker look
@@ -17,9 +20,14 @@ Per dataset (Beauty with its given SIDs, industrial-partial with its given SIDs)
     python benchmarks/ilrec.py --scale gpu                       # 30 layers, whole test split (GPU)
     python benchmarks/ilrec.py --collect                         # only read finished runs
 
+The preference-learning baselines sit in the same table: `dpo` and `sdpo` train from the same
+checkpoint for the same steps on the stage-1 model's beam-search hard negatives (one file per
+dataset, 3 per example: DPO takes the hardest, S-DPO all three).
+
 Runs live in runs/bench-ilrec/<scale>/<dataset>/…, each a normal run folder. Writes
 benchmarks/results/ilrec.json with summary keys `<dataset>.{sft,sft_continued,ilrec,ilrec_no_cpo,
-ilrec_no_cpd,ilrec_no_crr}.{ndcg@10,hr@10}` for `beauty` and `industrial`, and `seeds`.
+ilrec_no_cpd,ilrec_no_crr,dpo,sdpo}.{ndcg@10,hr@10,ndcg@5,hr@5}` for `beauty` and `industrial`,
+`<dataset>.<arm>.time_ratio` (median training time over the control's), and `seeds`.
 """
 
 from __future__ import annotations
@@ -49,11 +57,16 @@ STAGE2_ARMS: dict[str, dict[str, Any]] = {
     "ilrec_no_cpo": {"method": "ilrec", "ilrec": {"use_cpo": False}},
     "ilrec_no_cpd": {"method": "ilrec", "ilrec": {"use_cpd": False}},
     "ilrec_no_crr": {"method": "ilrec", "ilrec": {"use_crr": False}},
+    # the preference-learning baselines (sequence-level, offline beam-search hard negatives)
+    "dpo": {"method": "dpo", "dpo": {"num_negatives": 1}},
+    "sdpo": {"method": "sdpo", "dpo": {"num_negatives": 3}},
 }
+NEGATIVES_PER_EXAMPLE = 3  # one file per dataset: DPO takes the hardest, S-DPO all three
 SWEEP: dict[str, dict[str, Any]] = {
-    "layers_-2": {"layers": [-2]}, "layers_-2..-3": {"layers": [-2, -3]}, "layers_lower": {"layers": [2, 3]},
-    "alpha_0.05": {"alpha": 0.05}, "alpha_0.3": {"alpha": 0.3}, "alpha_1.0": {"alpha": 1.0},
-    "beta_0.03": {"beta": 0.03}, "beta_0.3": {"beta": 0.3}, "beta_1.0": {"beta": 1.0},
+    "default": {},  # layers -2..-5, α 0.1, β 0.1: the reference point of every panel
+    "layers_-2": {"layers": [-2]}, "layers_lower": {"layers": [2, 3]},
+    "alpha_0.3": {"alpha": 0.3}, "alpha_1.0": {"alpha": 1.0},
+    "beta_0.03": {"beta": 0.03}, "beta_1.0": {"beta": 1.0},
 }
 SCALES: dict[str, dict[str, Any]] = {
     # 2 cores: SmolLM2-135M cut to 6 layers (ILRec's default layers need ≥ 5), short stages
@@ -98,8 +111,26 @@ def stage1_config(name: str, data: Path, scale: dict[str, Any]) -> dict[str, Any
             "eval": {**scale["eval"], "splits": ["valid", "test"]}}
 
 
+def negatives_file(work: Path, sft: Path, scale: dict[str, Any]) -> Path:
+    """Beam-search hard negatives of the stage-1 model for the examples stage 2 can see (cpu scale:
+    a seeded sample of max_steps × batch_size train rows, i.e. one epoch of DPO is the step budget)."""
+    from sidrec.pipelines.llm import sample_run_negatives
+
+    path = work / "negatives-beam.parquet"
+    if not path.is_file():
+        t = scale["stage2"]
+        n = t["max_steps"] * t["batch_size"] if t.get("max_steps") else None
+        t0 = time.perf_counter()
+        meta = sample_run_negatives(path, run=sft, strategy="beam", per_example=NEGATIVES_PER_EXAMPLE,
+                                    max_examples=n, seed=0, num_beams=NEGATIVES_PER_EXAMPLE + 10,
+                                    device=t.get("device", "auto"))
+        console.print(f"{path.relative_to(ROOT)}: {meta['examples']} examples in {time.perf_counter() - t0:.0f} s")
+    return path
+
+
 def stage2_config(sft_run: Path, arm: dict[str, Any], seed: int, sasrec: Path, scale: dict[str, Any],
-                  ilrec_extra: dict[str, Any] | None = None, splits: list[str] | None = None) -> dict[str, Any]:
+                  ilrec_extra: dict[str, Any] | None = None, splits: list[str] | None = None,
+                  negatives: Path | None = None) -> dict[str, Any]:
     from sidrec.pipelines.llm import continue_from
 
     cfg = continue_from(sft_run, arm["method"])
@@ -107,14 +138,33 @@ def stage2_config(sft_run: Path, arm: dict[str, Any], seed: int, sasrec: Path, s
     cfg["eval"] = {**scale["eval"], **({"splits": splits} if splits else {})}
     if arm["method"] == "ilrec":
         cfg["ilrec"] = {**cfg.get("ilrec", {}), "cf_run": str(sasrec), **arm.get("ilrec", {}), **(ilrec_extra or {})}
+    if arm["method"] in ("dpo", "sdpo"):
+        cfg["dpo"] = {**arm.get("dpo", {}), "negatives": str(negatives)}
     return cfg
+
+
+def false_negatives(work: Path, sasrec: Path, runs: dict[str, Path]) -> dict[str, Any]:
+    """The false-negative diagnostic (sidrec.llm.ilrec_diagnostics) of the stage-1 model and of the
+    seed-0 ILRec model, with ILRec's default settings, on 500 training examples (cached)."""
+    from sidrec.llm.ilrec_diagnostics import false_negative_report
+    from sidrec.utils.io import write_json
+
+    out = {}
+    for key, run in runs.items():
+        cache = work / f"false_negatives.{key}.json"
+        if not cache.is_file() and (run / "metrics.json").is_file():
+            write_json(cache, false_negative_report(run, sasrec, max_examples=500))
+        if cache.is_file():
+            out[key] = read_json(cache)
+    return out
 
 
 def diagnostics(run: Path) -> dict[str, Any]:
     rows = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines() if x.strip()]
     train = [r for r in rows if "loss" in r and "valid" not in r]
     out: dict[str, Any] = {"loss": [r["loss"] for r in train]}
-    for key in ("frac_with_negative", "mean_negatives", "cpo", "cpd", "crr", "ce"):
+    for key in ("frac_with_negative", "mean_negatives", "cpo", "cpd", "crr", "ce", "pref_loss", "reward_accuracy",
+                "reward_margin", "nll_chosen"):
         vals = [r[key] for r in train if key in r]
         if vals:
             out[key] = {"first": vals[0], "last": vals[-1], "mean": float(np.mean(vals))}
@@ -145,13 +195,19 @@ def main() -> None:
         if not args.collect:
             train_run(sft, stage1_config(name, data, scale), threads=args.workers * args.threads)
         runs = {arm: [work / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
-        jobs = [(run, stage2_config(sft, STAGE2_ARMS[arm], seed, sasrec, scale))
+        negatives = None
+        if not args.collect and any(STAGE2_ARMS[a]["method"] in ("dpo", "sdpo") for a in args.arms):
+            negatives = negatives_file(work, sft, scale)
+        jobs = [(run, stage2_config(sft, STAGE2_ARMS[arm], seed, sasrec, scale, negatives=negatives))
                 for seed_i, seed in enumerate(args.seeds) for arm in args.arms for run in [runs[arm][seed_i]]]
         if args.sweep:
             for key, extra in SWEEP.items():
                 run = work / "sweep" / key
                 runs[f"sweep.{key}"] = [run]
                 jobs.append((run, stage2_config(sft, STAGE2_ARMS["ilrec"], 0, sasrec, scale, extra, ["valid"])))
+            run = work / "sweep" / "control"  # the plain-CE control on validation
+            runs["sweep.control"] = [run]
+            jobs.append((run, stage2_config(sft, STAGE2_ARMS["sft_continued"], 0, sasrec, scale, None, ["valid"])))
         if not args.collect:
             with ThreadPoolExecutor(args.workers) as pool:
                 list(pool.map(lambda job: train_run(job[0], job[1], args.threads), jobs))
@@ -169,6 +225,7 @@ def main() -> None:
             entry = {"runs": [str(r.relative_to(ROOT)) for r in done], "split": split,
                      split: {m: [x[split][m] for x in metrics] for m in METRICS},
                      "train_time_s": [x["train"]["time_s"] for x in metrics],
+                     "peak_memory_mb": [x["train"].get("peak_memory_mb") for x in metrics],
                      "diagnostics": [diagnostics(r) for r in done]}
             entry["over_seeds"] = {m: mean_ci(entry[split][m]) for m in METRICS}
             if split == "test":
@@ -180,11 +237,26 @@ def main() -> None:
             if entry["split"] == "test":
                 for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                     summary[f"{name}.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
+                control = res["arms"].get("sft_continued")
+                if control and arm != "sft_continued":  # training cost per method, as a ratio to the control
+                    entry["time_ratio_vs_control"] = float(np.median(entry["train_time_s"]) /
+                                                           np.median(control["train_time_s"]))
+                    summary[f"{name}.{arm}.time_ratio"] = entry["time_ratio_vs_control"]
         if res["sft"]:
             for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                 summary[f"{name}.sft.{m}"] = res["sft"]["test"][m]
+        res["false_negatives"] = false_negatives(work, sasrec, {"sft": sft, "ilrec": work / "ilrec" / "seed0"})
+        for key, fn in res["false_negatives"].items():
+            if fn.get("fn_rate") is not None:
+                summary[f"{name}.false_negatives.{key}.fn_rate"] = fn["fn_rate"]
+                summary[f"{name}.false_negatives.{key}.chance"] = fn["chance"]
         raw[name] = res
         print_table(name, res)
+        for key, fn in res["false_negatives"].items():
+            console.print(f"false negatives ({key} model): {fn}")
+    plot_curves(raw, RESULTS / "ilrec_curves.png")
+    if any(k.startswith("sweep.") for r in raw.values() for k in r["arms"]):
+        plot_sensitivity(raw, RESULTS / "ilrec_sensitivity.png")
     config = {"scale": args.scale, "scale_settings": scale, "seeds": args.seeds, "arms": STAGE2_ARMS,
               "sweep": SWEEP if args.sweep else None, "workers": args.workers, "threads": args.threads}
     path = write_result("ilrec", summary=summary, config=config, raw=raw,
@@ -192,19 +264,76 @@ def main() -> None:
     console.print(f"wrote {path.relative_to(ROOT)}")
 
 
+def plot_curves(raw: dict[str, Any], path: Path) -> None:
+    """Seed-0 training loss and ILRec's diagnostics per step, one row per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [("loss", "training loss"), ("frac_with_negative", "positions with a negative"),
+            ("mean_negatives", "mean |N_t|")]
+    fig, axes = plt.subplots(len(raw), len(keys), figsize=(4.2 * len(keys), 3.2 * len(raw)), squeeze=False)
+    for row, (name, res) in enumerate(raw.items()):
+        for arm, e in res["arms"].items():
+            if arm.startswith("sweep."):
+                continue
+            hist = [json.loads(x) for x in (ROOT / e["runs"][0] / "history.jsonl").read_text().splitlines() if x.strip()]
+            for col, (key, label) in enumerate(keys):
+                pts = [(r["step"], r[key]) for r in hist if key in r and "valid" not in r]
+                if pts:
+                    axes[row][col].plot(*zip(*pts, strict=True), label=arm, lw=1.2)
+                axes[row][col].set_title(f"{name}: {label}", fontsize=9)
+                axes[row][col].set_xlabel("stage-2 step", fontsize=8)
+        axes[row][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_sensitivity(raw: dict[str, Any], path: Path) -> None:
+    """Validation NDCG@10 of ILRec (seed 0) by layer choice, α and β; dashed: the plain-CE control."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("layers", ["layers_-2", "default", "layers_lower"], ["−2", "−2..−5 (default)", "2,3"]),
+              ("α (CPO)", ["default", "alpha_0.3", "alpha_1.0"], ["0.1", "0.3", "1.0"]),
+              ("β (CRR)", ["beta_0.03", "default", "beta_1.0"], ["0.03", "0.1", "1.0"])]
+    fig, axes = plt.subplots(len(raw), 3, figsize=(12, 3.2 * len(raw)), squeeze=False)
+    for row, (name, res) in enumerate(raw.items()):
+        arms = res["arms"]
+        control = arms.get("sweep.control", {}).get("valid", {}).get("ndcg@10", [None])[0]
+        for col, (title, keys, labels) in enumerate(panels):
+            ax = axes[row][col]
+            vals = [arms.get(f"sweep.{k}", {}).get("valid", {}).get("ndcg@10", [np.nan])[0] for k in keys]
+            ax.plot(range(len(keys)), vals, "o-")
+            ax.set_xticks(range(len(keys)), labels, fontsize=8)
+            if control is not None:
+                ax.axhline(control, ls="--", c="gray", label="sft_continued")
+                ax.legend(fontsize=7)
+            ax.set_title(f"{name}: {title}", fontsize=9)
+            ax.set_ylabel("valid NDCG@10", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def print_table(name: str, res: dict[str, Any]) -> None:
     t = Table(title=f"ILRec · {name} (mean over seeds; Δ vs sft_continued, paired bootstrap 95% CI)")
-    for c in ("arm", "split", "seeds", *METRICS, "Δ ndcg@10 [95% CI]", "negatives/pos", "train s"):
+    for c in ("arm", "split", "seeds", *METRICS, "Δ ndcg@10 [95% CI]", "negatives/pos", "train s", "peak MB"):
         t.add_column(c, justify="left" if c in ("arm", "split") else "right")
     if res["sft"]:
         t.add_row("sft (stage 1)", "test", "1", *(f"{res['sft']['test'][m]:.4f}" for m in METRICS), "—", "—",
-                  f"{res['sft']['train']['time_s']:.0f}")
+                  f"{res['sft']['train']['time_s']:.0f}", "—")
     for arm, e in res["arms"].items():
         pv = e.get("paired_vs_control", {}).get("ndcg@10")
         delta = f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}]" if pv else "—"
         neg = [d["mean_negatives"]["mean"] for d in e["diagnostics"] if "mean_negatives" in d]
         t.add_row(arm, e["split"], str(len(e["runs"])), *(f"{e['over_seeds'][m]['mean']:.4f}" for m in METRICS),
-                  delta, f"{np.mean(neg):.2f}" if neg else "—", f"{np.median(e['train_time_s']):.0f}")
+                  delta, f"{np.mean(neg):.2f}" if neg else "—", f"{np.median(e['train_time_s']):.0f}",
+                  f"{np.median(mem):.0f}" if (mem := [m for m in e.get("peak_memory_mb", []) if m]) else "—")
     console.print(t)
 
 

@@ -145,3 +145,32 @@ def test_crr_without_a_cf_run_is_a_config_error(env):
     with pytest.raises(ConfigError, match="ilrec.cf_run"):
         sft_config({"method": "ilrec", "dataset": str(env / "chain")})
     sft_config({"method": "ilrec", "dataset": str(env / "chain"), "ilrec": {"use_crr": False}})
+
+
+def test_false_negative_counts_by_hand():
+    from sidrec.llm.ilrec_diagnostics import false_negative_counts, summarise
+
+    neg = torch.tensor([[0, 0, 1, 1], [0, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    cand = torch.ones((3, 4), dtype=torch.bool)
+    code, lvl = torch.tensor([1, 2, 2]), torch.tensor([0, 1, 1])
+    prefix = torch.tensor([[1, 2], [1, 2], [1, 2]])
+    test = torch.tensor([[3, 0], [1, 0], [0, 2]])  # a negative; not a negative; another prefix (not comparable)
+    rewards = torch.tensor([[0.0, 0.0, 5.0, 1.0], [0.0] * 4, [0.0] * 4])
+    c = false_negative_counts(neg, cand, code, lvl, prefix, test, rewards)
+    assert (c["comparable"], c["false_negatives"], c["negatives_at_comparable"]) == (2, 1, 3)
+    assert c["chance_sum"] == pytest.approx(2 / 3 + 1 / 3)
+    assert (c["reward_pct_sum"], c["reward_pct_n"]) == (0.0, 1.0)  # the false negative has the lowest reward
+    s = summarise(c)
+    assert s["fn_rate"] == 0.5 and s["chance"] == pytest.approx(0.5) and s["fn_share_of_negatives"] == pytest.approx(1 / 3)
+
+
+def test_false_negative_report_on_an_sft_run(env, tmp_path):
+    from sidrec.llm.ilrec_diagnostics import false_negative_report
+
+    sft = tmp_path / "sft"
+    train_sft(ilrec_config(env).model_copy(update={"method": "sft"}).model_dump(mode="json"), sft)
+    rep = false_negative_report(sft, env / "sasrec", max_examples=40, ilrec={"layers": [-2, -3]})
+    assert rep["examples"] == 40 and rep["positions"] % 40 == 0 and rep["positions"] > 0
+    assert 0 < rep["comparable_positions"] <= rep["positions"]
+    assert 0.0 <= rep["fn_rate"] <= 1.0 and 0.0 <= rep["chance"] <= 1.0
+    assert rep["false_negatives"] == round(rep["fn_rate"] * rep["comparable_positions"])

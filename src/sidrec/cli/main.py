@@ -9,6 +9,7 @@ import typer
 
 from sidrec import __version__
 from sidrec.cli import data as data_cli
+from sidrec.cli import negatives as negatives_cli
 from sidrec.cli import semantics as semantics_cli
 from sidrec.cli import sids as sids_cli
 from sidrec.cli.report import report_cmd
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(data_cli.app, name="data")
 app.add_typer(sids_cli.app, name="sids")
 app.add_typer(semantics_cli.app, name="semantics")
+app.add_typer(negatives_cli.app, name="negatives")
 train_app = typer.Typer(help="Train a model into a run folder.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 eval_app = typer.Typer(help="Evaluate a run (`sidrec eval --run RUN`) or compare two (`sidrec eval compare A B`).")
@@ -111,7 +113,7 @@ def train_sft_cmd(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Fine-tune an LLM (or train TIGER) to generate the next item's SID; evaluates valid and test."""
-    _train_llm(config, out, data, sids, model, method, from_run, None, set_, seed, device, epochs, resume, overwrite)
+    _train_llm(config, out, data, sids, model, method, from_run, {}, set_, seed, device, epochs, resume, overwrite)
 
 
 @train_app.command("ilrec")
@@ -135,18 +137,65 @@ def train_ilrec_cmd(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """ILRec: CPO + CPD + CRR from self-hard negatives of the intermediate layers (stage 2 with --from)."""
-    _train_llm(config, out, data, sids, model, "ilrec", from_run, cf_run, set_, seed, device, epochs, resume, overwrite)
+    _train_llm(config, out, data, sids, model, "ilrec", from_run, {"ilrec.cf_run": cf_run}, set_, seed, device, epochs,
+               resume, overwrite)
+
+
+NegativesOpt = Annotated[Optional[Path], typer.Option("--negatives", help="Negatives file (`sidrec negatives sample`); "
+                                                      "default: the --from run's beam-search hard negatives, sampled "
+                                                      "into OUT/negatives.parquet.")]
+BetaOpt = Annotated[Optional[float], typer.Option("--beta", help="β of the implicit reward (default 0.1).")]
+FromRequiredOpt = Annotated[Path, typer.Option("--from", help="The finished SFT run to continue (1 epoch, lr 5e-5, "
+                                               "cosine, 5% warm-up unless --set); also the reference model.")]
+
+
+@train_app.command("dpo")
+@friendly_errors
+def train_dpo_cmd(from_run: FromRequiredOpt, negatives: NegativesOpt = None, beta: BetaOpt = None,
+                  out: OutOpt = Path("runs/dpo"), config: ConfigOpt = None, set_: SetOpt = None, seed: SeedOpt = None,
+                  device: DeviceOpt = None, epochs: EpochsOpt = None, resume: ResumeOpt = False,
+                  overwrite: OverwriteOpt = False) -> None:
+    """DPO on (prompt, target SID, negative SID) pairs from offline negatives, from an SFT run."""
+    _train_preference("dpo", from_run, negatives, beta, out, config, set_, seed, device, epochs, resume, overwrite)
+
+
+@train_app.command("sdpo")
+@friendly_errors
+def train_sdpo_cmd(from_run: FromRequiredOpt, negatives: NegativesOpt = None, beta: BetaOpt = None,
+                   out: OutOpt = Path("runs/sdpo"), config: ConfigOpt = None, set_: SetOpt = None,
+                   seed: SeedOpt = None, device: DeviceOpt = None, epochs: EpochsOpt = None, resume: ResumeOpt = False,
+                   overwrite: OverwriteOpt = False) -> None:
+    """S-DPO: softmax DPO over several offline negatives per prompt, from an SFT run."""
+    _train_preference("sdpo", from_run, negatives, beta, out, config, set_, seed, device, epochs, resume, overwrite)
+
+
+def _train_preference(method: str, from_run: Path, negatives: Optional[Path], beta: Optional[float], out: Path,
+                      config: Optional[Path], set_: Optional[list[str]], seed: Optional[int], device: Optional[str],
+                      epochs: Optional[int], resume: bool, overwrite: bool) -> None:
+    if negatives is None and not resume:
+        from sidrec.pipelines.llm import sample_run_negatives
+
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise SidrecError(f"run folder {out} already exists: pass --resume to continue it, --overwrite to start "
+                              "it again, or choose another --out")
+        negatives = out / "negatives.parquet"
+        k = 1 if method == "dpo" else 3
+        console.print(f"sampling {k} beam-search hard negative(s) per example from {from_run} → {negatives}")
+        sample_run_negatives(negatives, run=from_run, strategy="beam", per_example=k, device=device or "auto")
+        overwrite = True  # the folder holds only the negatives just sampled
+    _train_llm(config, out, None, None, None, method, from_run, {"dpo.negatives": negatives, "dpo.beta": beta}, set_,
+               seed, device, epochs, resume, overwrite)
 
 
 def _train_llm(config: Optional[Path], out: Path, data: Optional[Path], sids: Optional[Path], model: Optional[str],
-               method: Optional[str], from_run: Optional[Path], cf_run: Optional[Path], set_: Optional[list[str]],
+               method: Optional[str], from_run: Optional[Path], method_overrides: dict[str, Any], set_: Optional[list[str]],
                seed: Optional[int], device: Optional[str], epochs: Optional[int], resume: bool, overwrite: bool) -> None:
     from sidrec.pipelines.llm import continue_from, train_sft
     from sidrec.utils.io import merge_config, read_yaml
 
     overrides = parse_overrides(set_)
     for key, value in (("dataset", data), ("sids", sids), ("model.name_or_path", model), ("method", method),
-                       ("ilrec.cf_run", cf_run), ("training.seed", seed), ("training.device", device),
+                       *method_overrides.items(), ("training.seed", seed), ("training.device", device),
                        ("training.epochs", epochs)):
         if value is not None:
             overrides[key] = str(value) if isinstance(value, Path) else value

@@ -13,6 +13,7 @@ Per batch: L = [Σ_{other response tokens} CE + Σ_{seqrec SID targets} (L_CPO +
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -102,7 +103,8 @@ class ILRecTrainer(SFTTrainer):
             scores_p = torch.zeros((len(b_idx), lk.item_codes.shape[0]), device=b_idx.device)
         return prefix_rewards(scores_p, lk.item_codes, lvl, prefix, lk.width, self.config.ilrec.temperature)
 
-    def compute_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def position_inputs(self, model: Any, batch: dict[str, torch.Tensor]) -> ILRecPositions:
+        """One forward pass → everything ILRec's losses (and its diagnostics) need at the SID targets."""
         s = self.config.ilrec
         keep = int(batch["response_width"])
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -110,31 +112,63 @@ class ILRecTrainer(SFTTrainer):
                     output_hidden_states=True)
         logits = out.logits[:, -keep:-1, :]
         labels = batch["labels"][:, -keep + 1:]
-        n_tokens = (labels != IGNORE_INDEX).sum().clamp(min=1)
         lk = self.lookup
         target, (b_idx, j_idx, gold_vocab, lvl, code, prefix) = self.target_positions(labels, batch["seqrec_row"])
-        other = (labels != IGNORE_INDEX) & ~target  # EOS and the other tasks' tokens: plain CE
-        rest = F.cross_entropy(logits[other].float(), labels[other], reduction="sum") if other.any() \
-            else logits.sum() * 0.0
+        pos = ILRecPositions(logits=logits, labels=labels, target=target, b_idx=b_idx, gold_vocab=gold_vocab,
+                             lvl=lvl, code=code, prefix=prefix)
         if len(b_idx) == 0:
-            return rest / n_tokens, {}
-        cand_ids = lk.cand_ids[lvl]
-        cand_mask = lk.cand_mask[lvl]
-        final_full = logits[b_idx, j_idx]  # [P, V]
+            return pos
+        pos.cand_ids = lk.cand_ids[lvl]
+        pos.cand_mask = lk.cand_mask[lvl]
+        pos.final_full = logits[b_idx, j_idx]  # [P, V]
         # --- intermediate layers at those positions only, onto the candidate rows only
         seq_pos = batch["input_ids"].shape[1] - keep + j_idx
         hidden = torch.stack([out.hidden_states[i][b_idx, seq_pos] for i in self.layer_index])  # [Λ, P, d]
-        inter = candidate_logits(self.norm, self.head, hidden, cand_ids)
-        rewards = None
+        pos.inter = candidate_logits(self.norm, self.head, hidden, pos.cand_ids)
         if s.use_crr or s.candidates == "trie":
-            rewards = self.token_rewards(batch, b_idx, lvl, prefix)
+            pos.rewards = self.token_rewards(batch, b_idx, lvl, prefix)
             if s.candidates == "trie":
-                cand_mask = cand_mask & torch.isfinite(rewards)
+                pos.cand_mask = pos.cand_mask & torch.isfinite(pos.rewards)
+        return pos
+
+    def compute_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        s = self.config.ilrec
+        pos = self.position_inputs(model, batch)
+        labels, logits = pos.labels, pos.logits
+        n_tokens = (labels != IGNORE_INDEX).sum().clamp(min=1)
+        other = (labels != IGNORE_INDEX) & ~pos.target  # EOS and the other tasks' tokens: plain CE
+        rest = F.cross_entropy(logits[other].float(), labels[other], reduction="sum") if other.any() \
+            else logits.sum() * 0.0
+        if len(pos.b_idx) == 0:
+            return rest / n_tokens, {}
         per_position, stats = ilrec_position_losses(
-            final_full, inter, code, gold_vocab, cand_ids, cand_mask, rewards if s.use_crr else None,
+            pos.final_full, pos.inter, pos.code, pos.gold_vocab, pos.cand_ids, pos.cand_mask,
+            pos.rewards if s.use_crr else None,
             alpha=s.alpha, lam=s.lam, beta=s.beta, phi=s.phi, aggregate=s.aggregate,
             use_cpo=s.use_cpo, use_cpd=s.use_cpd, use_crr=s.use_crr)
         loss = (rest + per_position.sum()) / n_tokens
         logs = {k: float(v) for k, v in stats.items()}
-        logs["target_positions"] = float(len(b_idx))
+        logs["target_positions"] = float(len(pos.b_idx))
         return loss, logs
+
+
+@dataclass
+class ILRecPositions:
+    """The SID target positions P of a batch: response logits / labels [B, R(, V)], the target mask,
+    each position's row, gold token, level, gold code and gold codes of its row [P, levels]; and,
+    when P > 0, candidate token ids / mask [P, K], final logits [P, V], intermediate candidate
+    logits [Λ, P, K] and CRR rewards [P, K] (None unless CRR or trie candidates)."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    target: torch.Tensor
+    b_idx: torch.Tensor
+    gold_vocab: torch.Tensor
+    lvl: torch.Tensor
+    code: torch.Tensor
+    prefix: torch.Tensor
+    cand_ids: torch.Tensor | None = None
+    cand_mask: torch.Tensor | None = None
+    final_full: torch.Tensor | None = None
+    inter: torch.Tensor | None = None
+    rewards: torch.Tensor | None = None

@@ -42,6 +42,7 @@ from sidrec.errors import ConfigError, DataError, SidrecError
 from sidrec.llm.backbone import BackboneConfig, count_parameters, load_backbone
 from sidrec.llm.evaluate import evaluate_frame, fixed_sample
 from sidrec.llm.recommender import GenerativeRecommender, sid_maps
+from sidrec.llm.dpo import DPOSettings
 from sidrec.llm.ilrec import ILRecSettings
 from sidrec.llm.tsrec import TSRecSettings
 from sidrec.llm.sft_data import (
@@ -54,6 +55,7 @@ from sidrec.llm.sft_data import (
     response_logits_loss,
 )
 from sidrec.sids.table import SIDTable
+from sidrec.utils.device import peak_memory
 from sidrec.utils.io import atomic_dir, atomic_path, write_json
 from sidrec.utils.progress import console, progress
 from sidrec.utils.runs import RunDir
@@ -101,7 +103,7 @@ class SFTConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: Literal["sft", "tiger", "tsrec", "ilrec"] = "sft"
+    method: Literal["sft", "tiger", "tsrec", "ilrec", "dpo", "sdpo"] = "sft"
     dataset: Path
     sids: Path | None = Field(None, description="sids.json from `sidrec sids build` (None: the dataset's own SIDs)")
     model: BackboneConfig = Field(default_factory=BackboneConfig)
@@ -111,6 +113,7 @@ class SFTConfig(BaseModel):
     tiger: dict[str, Any] = Field(default_factory=dict, description="TIGER model size (method: tiger)")
     tsrec: TSRecSettings = Field(default_factory=TSRecSettings, description="TS-Rec parts (method: tsrec)")
     ilrec: ILRecSettings = Field(default_factory=ILRecSettings, description="ILRec losses (method: ilrec)")
+    dpo: DPOSettings = Field(default_factory=DPOSettings, description="DPO / S-DPO (method: dpo | sdpo)")
 
     @model_validator(mode="after")
     def _method_settings(self) -> SFTConfig:
@@ -122,6 +125,9 @@ class SFTConfig(BaseModel):
         if self.method == "ilrec" and self.ilrec.use_crr and self.ilrec.cf_run is None:
             raise ValueError("ilrec.use_crr needs ilrec.cf_run, a trained SASRec run (`sidrec train sasrec`); "
                              "or set ilrec.use_crr: false")
+        if self.method in ("dpo", "sdpo") and self.dpo.negatives is None:
+            raise ValueError(f"method {self.method} needs dpo.negatives, a file from `sidrec negatives sample "
+                             "--run RUN_SFT`")
         return self
 
 
@@ -479,7 +485,7 @@ class SFTTrainer:
                       "best_step": state["best_step"], "best_valid_score": state["best"],
                       "time_s": round(state["train_time_s"], 1), "world_size": self.world,
                       "corpus": self.corpus.sizes(), "skipped": self.corpus.skipped,
-                      "parameters": count_parameters(rec.model)},
+                      "parameters": count_parameters(rec.model), **peak_memory(self.device)},
             "param_checksums": self._param_checksums(),
         }
         results.update(evaluate_splits(rec, self.dataset, self.config.eval, self.run))

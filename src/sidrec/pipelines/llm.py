@@ -45,6 +45,10 @@ def trainer_class(method: str) -> type:
         from sidrec.llm.ilrec_trainer import ILRecTrainer
 
         return ILRecTrainer
+    if method in ("dpo", "sdpo"):
+        from sidrec.llm.dpo_trainer import DPOTrainer
+
+        return DPOTrainer
     raise ConfigError(f"method '{method}' is not available in this version of sidrec")
 
 
@@ -53,8 +57,9 @@ STAGE2_TRAINING = {"epochs": 1, "lr": 5e-5, "scheduler": "cosine", "warmup_ratio
 
 
 def continue_from(run: str | Path, method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An SFT config that continues training a finished run's model (ILRec stage 2, or the
-    plain-CE control): the run's config with model.name_or_path = RUN/model and the stage-2 schedule."""
+    """An SFT config that continues training a finished run's model (ILRec / DPO / S-DPO stage 2,
+    or the plain-CE control): the run's config with model.name_or_path = RUN/model and the stage-2
+    schedule."""
     from sidrec.llm.recommender import resolve_model_dir
 
     run = Path(run)
@@ -62,7 +67,7 @@ def continue_from(run: str | Path, method: str, overrides: dict[str, Any] | None
         raise ConfigError(f"--from {run}: not a run folder (config.yaml is missing); give a finished `sidrec train sft` run")
     model_dir = resolve_model_dir(run)
     values = read_yaml(run / "config.yaml") or {}
-    if values.get("method", "sft") not in ("sft", "tsrec", "ilrec"):
+    if values.get("method", "sft") not in ("sft", "tsrec", "ilrec", "dpo", "sdpo"):
         raise ConfigError(f"--from {run}: a {values.get('method')} run cannot be continued as {method}")
     values["method"] = method
     values["model"] = {**(values.get("model") or {}), "name_or_path": str(model_dir), "gguf_file": None,
@@ -72,6 +77,51 @@ def continue_from(run: str | Path, method: str, overrides: dict[str, Any] | None
     if method == "ilrec":
         values["ilrec"] = {**(values.get("ilrec") or {}), "from_run": str(run)}
     return merge_config(values, overrides or {})
+
+
+def sample_run_negatives(
+    out: str | Path,
+    *,
+    run: str | Path | None = None,
+    dataset: str | Path | None = None,
+    strategy: str = "beam",
+    per_example: int = 3,
+    max_examples: int | None = None,
+    seed: int = 0,
+    num_beams: int | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Negatives for the train split of a run's dataset (or of `dataset` for random / popularity),
+    written to `out` (parquet) and `out`.json; returns the meta record."""
+    from sidrec.llm.negatives import sample_negatives, save_negatives
+
+    rec = None
+    if run is not None:
+        cfg = read_yaml(Path(run) / "config.yaml") if (Path(run) / "config.yaml").is_file() else {}
+        if dataset is None:
+            dataset = (cfg or {}).get("dataset")
+        if dataset is None:
+            raise DataError("names no dataset folder", path=Path(run) / "config.yaml", field="dataset")
+    if dataset is None:
+        raise ConfigError("give the SFT run (--run RUN) or, for random / popularity negatives, a dataset (--data)")
+    ds = Dataset.load(dataset)
+    item_ids = [str(i) for i in ds.item_ids]
+    if strategy == "beam":
+        if run is None:
+            raise ConfigError("beam negatives come from an SFT model's beam search: give --run RUN_SFT")
+        from sidrec.llm.recommender import GenerativeRecommender, resolve_model_dir
+        from sidrec.utils.device import resolve_device
+
+        rec = GenerativeRecommender.load(resolve_model_dir(run), device=resolve_device(device))
+        if set(rec.item_ids) != set(item_ids):
+            raise DataError(f"the model in {run} was trained on another item catalogue than {dataset}")
+    sample = sample_negatives(ds.split("train"), item_ids, strategy, per_example,  # type: ignore[arg-type]
+                              max_examples=max_examples, seed=seed, recommender=rec, num_beams=num_beams,
+                              batch_size=batch_size)
+    sample.meta.update({"run": str(run) if run is not None else None, "dataset": str(dataset)})
+    save_negatives(sample, out)
+    return sample.meta
 
 
 def train_sft(

@@ -16,3 +16,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise ConfigError(f"unknown device '{device}': use auto, cpu or cuda[:N]")
     return torch.device(device)
+
+
+def peak_memory(device: torch.device) -> dict[str, float | str]:
+    """The process's peak memory so far: CUDA's peak allocation on a GPU, else the peak resident set
+    size (weights, activations, data and the Python runtime together)."""
+    if device.type == "cuda":
+        return {"peak_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
+                "peak_memory_kind": "cuda_max_allocated"}
+    import resource
+
+    return {"peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_memory_kind": "cpu_max_rss"}
