@@ -234,6 +234,8 @@ def main() -> None:
         for arm, entry in res["arms"].items():
             if arm in per_example and arm != "sft_continued" and "sft_continued" in per_example:
                 entry["paired_vs_control"] = paired_ci(per_example["sft_continued"], per_example[arm])
+            if arm in per_example and "sft" in per_example:  # against the stage-1 model it starts from
+                entry["paired_vs_stage1"] = paired_ci(per_example["sft"], per_example[arm])
             if entry["split"] == "test":
                 for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                     summary[f"{name}.{arm}.{m}"] = entry["over_seeds"][m]["mean"]

@@ -90,13 +90,14 @@ def test_pipeline_with_tsrec_semantics_and_ilrec_stage_two(tmp_path):
         "train": {"sft": small,
                   "tsrec": {**small, "method": "tsrec", "tsrec": {"sa_init": {"enabled": True},
                                                                   "align": {"enabled": True}}},
-                  "ilrec": {"from": "sft", "method": "ilrec", "ilrec": {"layers": [-2]}}},
+                  "ilrec": {"from": "sft", "method": "ilrec", "ilrec": {"layers": [-2]}},
+                  "sdpo": {"from": "sft", "method": "sdpo", "training": {"max_steps": 3}}},
     }
     path = tmp_path / "pipe.yaml"
     path.write_text(yaml.safe_dump(cfg))
     summary = run_pipeline(load_pipeline_config(path))
     out = tmp_path / "out"
-    assert set(summary["test"]) == {"sasrec", "sft", "tsrec", "ilrec"}
+    assert set(summary["test"]) == {"sasrec", "sft", "tsrec", "ilrec", "sdpo"}
     assert json.loads((out / "semantics" / "semantics.json").read_text())[0]["keywords"]
     tsrec_cfg = yaml.safe_load((out / "tsrec" / "config.yaml").read_text())
     assert tsrec_cfg["tsrec"]["semantics"] == str(out / "semantics" / "semantics.json")
@@ -104,6 +105,11 @@ def test_pipeline_with_tsrec_semantics_and_ilrec_stage_two(tmp_path):
     ilrec_cfg = yaml.safe_load((out / "ilrec" / "config.yaml").read_text())
     assert ilrec_cfg["model"]["name_or_path"] == str(out / "sft" / "model")
     assert ilrec_cfg["ilrec"]["cf_run"] == str(out / "sasrec") and ilrec_cfg["training"]["lr"] == 5e-5
+    sdpo_cfg = yaml.safe_load((out / "sdpo" / "config.yaml").read_text())  # sft's beam negatives, 3 each
+    assert sdpo_cfg["dpo"]["negatives"] == str(out / "sdpo" / "negatives.parquet")
+    assert json.loads((out / "sdpo" / "negatives.parquet.json").read_text())["per_example"] == 3
     stamp = _mtime(out / "ilrec" / "stage.json")
     run_pipeline(load_pipeline_config(path, {"train.sft.training.lr": 0.001}))  # sft retrains → ilrec too
     assert _mtime(out / "ilrec" / "stage.json") != stamp
+    negatives = json.loads((out / "sdpo" / "negatives.parquet.json").read_text())  # sampled again from the new sft
+    assert negatives["run"] == str(out / "sft") and _mtime(out / "sdpo" / "negatives.parquet") > stamp

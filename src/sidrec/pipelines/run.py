@@ -23,7 +23,7 @@ SIDs and retrains the model, but leaves the dataset and the baselines alone.
     semantics:            # TS-Rec token semantics (optional): teacher tfidf | openai | hf, or import
       teacher: tfidf      #   openai: options: {base_url: http://127.0.0.1:8000/v1, model: NAME}
     train:                # generative runs: name → an SFT config without dataset/sids
-      sft:                #   (see sidrec.llm.trainer.SFTConfig; method: sft | tiger | tsrec | ilrec)
+      sft:                #   (see sidrec.llm.trainer.SFTConfig; method: sft | tiger | tsrec | ilrec | dpo | sdpo)
         model: {name_or_path: smollm2-135m, num_layers: 2}
       tsrec:              # gets tsrec.semantics from the semantics stage
         method: tsrec
@@ -32,6 +32,9 @@ SIDs and retrains the model, but leaves the dataset and the baselines alone.
       ilrec:              # stage 2 from the sft entry; CRR scores users with the sasrec baseline
         from: sft
         method: ilrec
+      sdpo:               # S-DPO from the sft entry on its beam-search hard negatives (3 per example)
+        from: sft
+        method: sdpo
       tiger:
         method: tiger
 """
@@ -265,6 +268,9 @@ def train_stage(name: str, train: dict[str, Any], out: Path, data_dir: Path, sid
         values["sids"] = str(sids_path)
     if method == "tsrec" and semantics is not None and not (train.get("tsrec") or {}).get("semantics"):
         values = merge_config(values, {"tsrec": {"semantics": str(semantics[0])}})
+    if method in ("dpo", "sdpo") and source is None and not (train.get("dpo") or {}).get("negatives"):
+        raise ConfigError(f"train.{name}: method {method} needs `from: NAME` (the SFT entry whose beam search "
+                          "gives the hard negatives) or dpo.negatives (a file from `sidrec negatives sample`)")
     if method == "ilrec" and cf_run is not None and not (train.get("ilrec") or {}).get("cf_run"):
         values = merge_config(values, {"ilrec": {"cf_run": str(cf_run)}})
     key = _hash(sids_key, train, (keys or {}).get(source) if source else None,
@@ -280,6 +286,14 @@ def train_stage(name: str, train: dict[str, Any], out: Path, data_dir: Path, sid
     console.print(f"[bold]{name}[/bold]: {'resuming' if resume else 'training'} ({train.get('method', 'sft')})")
     folder.mkdir(parents=True, exist_ok=True)
     _mark(folder, key)
+    if method in ("dpo", "sdpo") and not (train.get("dpo") or {}).get("negatives"):
+        from sidrec.pipelines.llm import sample_run_negatives
+
+        negatives = folder / "negatives.parquet"
+        if not (resume and negatives.is_file()):  # the source model's beam hard negatives: 1 for dpo, 3 for sdpo
+            sample_run_negatives(negatives, run=out / source, strategy="beam", per_example=1 if method == "dpo" else 3,  # type: ignore[operator]
+                                 device=str((values.get("training") or {}).get("device", "auto")))
+        values = merge_config(values, {"dpo": {"negatives": str(negatives)}})
     return train_sft(values, folder, resume=resume, overwrite=not resume)
 
 
