@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from _common import METRICS, ROOT, SHARED_DATA, console, mean_ci, paired_ci, seed_mean_per_example, train_run, write_result
+from _common import METRICS, RESULTS, ROOT, SHARED_DATA, console, mean_ci, paired_ci, seed_mean_per_example, train_run, write_result
 from sidrec.utils.io import read_json
 
 DATASETS = {
