@@ -86,8 +86,8 @@ def false_negative_report(run: str | Path, cf_run: str | Path, *, max_examples: 
             trainer = ILRecTrainer(sft_config(values), run_dir)
             trainer.setup()
             train = trainer.dataset.split("train")
-            test_target = dict(zip(trainer.dataset.split("test")["user_id"].astype(str),
-                                   trainer.dataset.split("test")["target"].astype(str), strict=True))
+            test = trainer.dataset.split("test")
+            test_target = dict(zip(test["user_id"].astype(str), test["target"].astype(str), strict=True))
             rows = np.flatnonzero([len(h) > 0 for h in train["history"]])
             examples = trainer.corpus.task_index["seqrec"]
             users = train["user_id"].astype(str).to_numpy()[rows]

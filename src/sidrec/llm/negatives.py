@@ -113,7 +113,7 @@ def sample_negatives(
             task = bar.add_task("beam-search negatives", total=len(rows))
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start:start + batch_size]
-                hists = [[str(i) for i in train["history"].iat[r]][-recommender.data_cfg.max_history:] for r in chunk]
+                hists = [[str(i) for i in train["history"].iat[r]] for r in chunk]  # prompts keep max_history
                 ranked, _ = recommender.recommend(hists, top_k=width, num_beams=width)
                 for r, top in zip(chunk, ranked, strict=True):
                     excl = positives[users[r]] | {targets[r]}
