@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from sidrec.evaluation.metrics import UNRANKED
 from sidrec.llm.backbone import BackboneConfig, load_backbone
 from sidrec.llm.decoding import CausalLMStepper, beam_search, exact_item_scores
 from sidrec.llm.recommender import GenerativeRecommender, sid_maps
@@ -239,6 +240,10 @@ def test_training_evaluates_and_model_round_trips(env, tmp_path):
     for split in ("valid", "test"):
         assert metrics[split]["invalid_outputs"] == 0 and metrics[split]["n"] == 150
         assert (run / f"ranks_{split}.parquet").is_file() and (run / f"topk_{split}.parquet").is_file()
+    ranks = pd.read_parquet(run / "ranks_test.parquet")["rank"].to_numpy()
+    ranked = ranks[ranks <= 10]  # the beam is 10 wide; a miss is UNRANKED and counts 0 in MRR@beam
+    assert set(np.unique(ranks[ranks > 10])) <= {UNRANKED}
+    assert metrics["test"]["mrr"] == pytest.approx((1.0 / ranked).sum() / len(ranks))
     records = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r and "valid" not in r]
     assert losses[-1] < losses[0]  # it learns

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from sidrec.evaluation.compare import paired_bootstrap
-from sidrec.evaluation.metrics import bootstrap_ci, metrics_from_ranks, per_example_metrics, ranks_from_scores
+from sidrec.evaluation.metrics import UNRANKED, bootstrap_ci, metrics_from_ranks, per_example_metrics, ranks_from_scores
 
 
 def test_ranks_break_ties_by_item_index():
@@ -26,6 +26,17 @@ def test_metrics_match_hand_computation():
     assert math.isclose(m["ndcg@10"], expected_ndcg10)
     assert math.isclose(m["mrr"], np.mean(1 / ranks))
     assert m["n"] == 5
+
+
+def test_unranked_targets_count_zero_in_every_metric():
+    """A beam miss is not rank beam+1: MRR@beam gives it 0, not 1/(beam+1)."""
+    ranks = np.array([1, UNRANKED, 4, UNRANKED])
+    per = per_example_metrics(ranks, ks=(1, 5, 20))
+    assert per["mrr"].tolist() == [1.0, 0.0, 0.25, 0.0]
+    assert per["hr@20"].tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert per["ndcg@20"][[1, 3]].tolist() == [0.0, 0.0]
+    m = metrics_from_ranks(np.full(10, UNRANKED), ci=True, n_boot=50)
+    assert m["mrr"] == 0.0 and m["ndcg@10"] == 0.0 and m["ci95"]["mrr"] == [0.0, 0.0]
 
 
 def test_bootstrap_ci_contains_mean_and_shrinks():

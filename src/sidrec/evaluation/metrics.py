@@ -3,6 +3,9 @@
 rank is 1-based; HR@K = 1[rank <= K] (= Recall@K with one target); NDCG@K = 1/log2(rank+1) for a
 hit, else 0; MRR = mean 1/rank over the full ranking. Ties in score are broken by item index
 (lower index first), the order a stable top-K returns, so a constant scorer gets no free hits.
+
+A target that a truncated ranking (beam search) did not return has rank `UNRANKED`: it counts 0 in
+every metric, MRR included (MRR is then MRR@beam, not a guess at the rank beyond the beam).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 import torch
 
 DEFAULT_KS: tuple[int, ...] = (1, 3, 5, 10, 20)
+UNRANKED: int = int(np.iinfo(np.int64).max)  # the rank of a target missing from a truncated ranking
 
 
 def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -26,7 +30,8 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 
 def per_example_metrics(ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, np.ndarray]:
     """Per-example metric values (the inputs to bootstrap CIs and paired comparisons)."""
-    ranks = np.asarray(ranks, dtype=np.float64)
+    ranked = np.asarray(ranks) != UNRANKED
+    ranks = np.where(ranked, np.asarray(ranks, dtype=np.float64), np.inf)
     out: dict[str, np.ndarray] = {}
     for k in ks:
         hit = ranks <= k

@@ -1,8 +1,8 @@
 """Evaluate a generative recommender on a split: constrained beam search → ranks → metrics.
 
-The rank of a target is its 1-based position in the beam's top-K list, or `num_beams + 1` when
-the beam did not return it, so HR/NDCG@K are exact for every K ≤ num_beams and MRR is truncated
-at the beam (MRR@beam). `mode="exact"` scores every item instead (exact full ranking; slow).
+The rank of a target is its 1-based position in the beam's top-K list, or `UNRANKED` when the
+beam did not return it, so HR/NDCG@K are exact for every K ≤ num_beams and MRR is truncated at the
+beam (MRR@beam: a miss counts 0). `mode="exact"` scores every item instead (exact full ranking; slow).
 Under `accelerate launch` (or torchrun) the examples are sharded over the processes and gathered.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sidrec.evaluation.metrics import DEFAULT_KS, metrics_from_ranks, ranks_from_scores
+from sidrec.evaluation.metrics import DEFAULT_KS, UNRANKED, metrics_from_ranks, ranks_from_scores
 from sidrec.llm.recommender import GenerativeRecommender
 from sidrec.utils.progress import progress
 
@@ -72,7 +72,7 @@ def rank_split(
                 items, _ = rec.recommend_indices(hist, top_k=top_k, num_beams=num_beams)
                 top = items.cpu().numpy()
                 hit = top == targets[rows][:, None]
-                r_ = np.where(hit.any(1), hit.argmax(1) + 1, num_beams + 1)
+                r_ = np.where(hit.any(1), hit.argmax(1) + 1, UNRANKED)
                 invalid += int((top[:, :expected] < 0).sum())
             ranks_local[start:start + len(rows)] = r_
             topk_local[start:start + len(rows)] = top
