@@ -10,7 +10,7 @@ Per dataset (Beauty with its given SIDs, industrial-partial with its given SIDs)
    control over test examples (per-example metrics averaged over seeds first);
 4. `--sweep`: layer choice and α / β sensitivity on validation (seed 0);
 5. diagnostics from the training logs: share of target positions with a negative, mean |N_t|, loss
-   terms (benchmarks/results/ilrec_curves.png), and the false-negative rate of the self-hard
+   terms (benchmarks/results/ilrec_curves_<dataset>.png), and the false-negative rate of the self-hard
    negatives against each user's test item (sidrec.llm.ilrec_diagnostics), for the stage-1 model
    and the seed-0 ILRec model.
 
@@ -24,8 +24,11 @@ The preference-learning baselines sit in the same table: `dpo` and `sdpo` train 
 checkpoint for the same steps on the stage-1 model's beam-search hard negatives (one file per
 dataset, 3 per example: DPO takes the hardest, S-DPO all three).
 
-Runs live in runs/bench-ilrec/<scale>/<dataset>/…, each a normal run folder. Writes
-benchmarks/results/ilrec.json with summary keys `<dataset>.{sft,sft_continued,ilrec,ilrec_no_cpo,
+Runs live in runs/bench-ilrec/<scale>/<dataset>/…, each a normal run folder. A dataset not named
+in `--datasets` keeps its figures from the existing results file (each dataset's entry records its
+own seeds, arms, environment and wall time), so the datasets can be run in separate invocations.
+Plots are per dataset: benchmarks/results/ilrec_curves_<dataset>.png and, with `--sweep`,
+ilrec_sensitivity_<dataset>.png. Writes benchmarks/results/ilrec.json with summary keys `<dataset>.{sft,sft_continued,ilrec,ilrec_no_cpo,
 ilrec_no_cpd,ilrec_no_crr,dpo,sdpo}.{ndcg@10,hr@10,ndcg@5,hr@5}` for `beauty` and `industrial`,
 `<dataset>.<arm>.time_ratio` (median training time over the control's), and `seeds`.
 """
@@ -44,6 +47,7 @@ from rich.table import Table
 
 from _common import METRICS, RESULTS, ROOT, SHARED_DATA, console, mean_ci, paired_ci, seed_mean_per_example, train_run, write_result
 from sidrec.utils.io import read_json
+from sidrec.utils.runs import environment_info
 
 DATASETS = {
     "industrial": {"format": "minionerec", "path": SHARED_DATA / "amazon18-industrial", "options": {},
@@ -160,6 +164,10 @@ def false_negatives(work: Path, sasrec: Path, runs: dict[str, Path]) -> dict[str
     return out
 
 
+CURVES = [("loss", "training loss"), ("frac_with_negative", "positions with a negative"),
+          ("mean_negatives", "mean |N_t|")]
+
+
 def diagnostics(run: Path) -> dict[str, Any]:
     rows = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines() if x.strip()]
     train = [r for r in rows if "loss" in r and "valid" not in r]
@@ -170,6 +178,7 @@ def diagnostics(run: Path) -> dict[str, Any]:
         if vals:
             out[key] = {"first": vals[0], "last": vals[-1], "mean": float(np.mean(vals))}
     out["valid"] = [(r["step"], r["valid"].get("ndcg@10")) for r in rows if "valid" in r]
+    out["series"] = {key: [(r["step"], r[key]) for r in train if key in r] for key, _ in CURVES}  # for the plots
     return out
 
 
@@ -188,8 +197,8 @@ def main() -> None:
     scale = SCALES[args.scale]
     raw: dict[str, Any] = {}
     summary: dict[str, Any] = {"seeds": len(args.seeds), "scale": args.scale}
-    t0 = time.perf_counter()
     for name in args.datasets:
+        t0 = time.perf_counter()
         work = args.work / args.scale / name
         data, sasrec = prepare(name, work, scale)
         sft = work / "sft"
@@ -253,48 +262,67 @@ def main() -> None:
             if fn.get("fn_rate") is not None:
                 summary[f"{name}.false_negatives.{key}.fn_rate"] = fn["fn_rate"]
                 summary[f"{name}.false_negatives.{key}.chance"] = fn["chance"]
+        res["invocation"] = {"seeds": args.seeds, "arms": args.arms, "sweep": args.sweep,
+                             "environment": environment_info(), "wall_seconds": round(time.perf_counter() - t0, 1)}
         raw[name] = res
         print_table(name, res)
         for key, fn in res["false_negatives"].items():
             console.print(f"false negatives ({key} model): {fn}")
-    plot_curves(raw, RESULTS / "ilrec_curves.png")
-    if any(k.startswith("sweep.") for r in raw.values() for k in r["arms"]):
-        plot_sensitivity(raw, RESULTS / "ilrec_sensitivity.png")
-    config = {"scale": args.scale, "scale_settings": scale, "seeds": args.seeds, "arms": STAGE2_ARMS,
-              "sweep": SWEEP if args.sweep else None, "workers": args.workers, "threads": args.threads}
-    path = write_result("ilrec", summary=summary, config=config, raw=raw,
-                        wall_seconds=round(time.perf_counter() - t0, 1))
+        plot_curves(name, res, RESULTS / f"ilrec_curves_{name}.png")
+        if any(k.startswith("sweep.") for k in res["arms"]):
+            plot_sensitivity(name, res, RESULTS / f"ilrec_sensitivity_{name}.png")
+    keep_other_datasets(RESULTS / "ilrec.json", raw, summary)
+    config = {"scale": args.scale, "scale_settings": scale, "arms": STAGE2_ARMS, "sweep": SWEEP,
+              "workers": args.workers, "threads": args.threads}
+    path = write_result("ilrec", summary=summary, config=config, raw=raw)
     console.print(f"wrote {path.relative_to(ROOT)}")
 
 
-def plot_curves(raw: dict[str, Any], path: Path) -> None:
-    """Seed-0 training loss and ILRec's diagnostics per step, one row per dataset."""
+def keep_other_datasets(path: Path, raw: dict[str, Any], summary: dict[str, Any]) -> None:
+    """Carry the datasets this invocation did not run over from the existing results file (same
+    scale only); `seeds` in the summary becomes the fewest seeds of any dataset's ILRec arms."""
+    if not path.is_file():
+        return
+    old = read_json(path)
+    if old["summary"].get("scale") != summary["scale"]:
+        return
+    for name, res in old["raw"].items():
+        if name in raw:
+            continue
+        raw[name] = res
+        if "invocation" not in res:  # written before per-dataset records: the file's own
+            res["invocation"] = {"seeds": old["config"].get("seeds"), "environment": old.get("environment"),
+                                 "wall_seconds": old.get("wall_seconds")}
+        summary.update({k: v for k, v in old["summary"].items() if k.startswith(f"{name}.")})
+    seeds = [len(e["runs"]) for r in raw.values() for a, e in r["arms"].items() if a.startswith("ilrec")]
+    if seeds:
+        summary["seeds"] = min(seeds)
+
+
+def plot_curves(name: str, res: dict[str, Any], path: Path) -> None:
+    """Seed-0 training loss and ILRec's diagnostics per step, one line per arm."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [("loss", "training loss"), ("frac_with_negative", "positions with a negative"),
-            ("mean_negatives", "mean |N_t|")]
-    fig, axes = plt.subplots(len(raw), len(keys), figsize=(4.2 * len(keys), 3.2 * len(raw)), squeeze=False)
-    for row, (name, res) in enumerate(raw.items()):
-        for arm, e in res["arms"].items():
-            if arm.startswith("sweep."):
-                continue
-            hist = [json.loads(x) for x in (ROOT / e["runs"][0] / "history.jsonl").read_text().splitlines() if x.strip()]
-            for col, (key, label) in enumerate(keys):
-                pts = [(r["step"], r[key]) for r in hist if key in r and "valid" not in r]
-                if pts:
-                    axes[row][col].plot(*zip(*pts, strict=True), label=arm, lw=1.2)
-                axes[row][col].set_title(f"{name}: {label}", fontsize=9)
-                axes[row][col].set_xlabel("stage-2 step", fontsize=8)
-        axes[row][0].legend(fontsize=7)
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4), squeeze=False)
+    for arm, e in res["arms"].items():
+        if arm.startswith("sweep."):
+            continue
+        series = e["diagnostics"][0].get("series", {})
+        for col, (key, label) in enumerate(CURVES):
+            if series.get(key):
+                axes[0][col].plot(*zip(*series[key], strict=True), label=arm, lw=1.2)
+            axes[0][col].set_title(f"{name}: {label}", fontsize=9)
+            axes[0][col].set_xlabel("stage-2 step", fontsize=8)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_sensitivity(raw: dict[str, Any], path: Path) -> None:
+def plot_sensitivity(name: str, res: dict[str, Any], path: Path) -> None:
     """Validation NDCG@10 of ILRec (seed 0) by layer choice, α and β; dashed: the plain-CE control."""
     import matplotlib
 
@@ -304,20 +332,19 @@ def plot_sensitivity(raw: dict[str, Any], path: Path) -> None:
     panels = [("layers", ["layers_-2", "default"], ["−2", "−2..−5 (default)"]),
               ("α (CPO)", ["default", "alpha_1.0"], ["0.1", "1.0"]),
               ("β (CRR)", ["default", "beta_1.0"], ["0.1", "1.0"])]
-    fig, axes = plt.subplots(len(raw), 3, figsize=(12, 3.2 * len(raw)), squeeze=False)
-    for row, (name, res) in enumerate(raw.items()):
-        arms = res["arms"]
-        control = arms.get("sweep.control", {}).get("valid", {}).get("ndcg@10", [None])[0]
-        for col, (title, keys, labels) in enumerate(panels):
-            ax = axes[row][col]
-            vals = [arms.get(f"sweep.{k}", {}).get("valid", {}).get("ndcg@10", [np.nan])[0] for k in keys]
-            ax.plot(range(len(keys)), vals, "o-")
-            ax.set_xticks(range(len(keys)), labels, fontsize=8)
-            if control is not None:
-                ax.axhline(control, ls="--", c="gray", label="sft_continued")
-                ax.legend(fontsize=7)
-            ax.set_title(f"{name}: {title}", fontsize=9)
-            ax.set_ylabel("valid NDCG@10", fontsize=8)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), squeeze=False)
+    arms = res["arms"]
+    control = arms.get("sweep.control", {}).get("valid", {}).get("ndcg@10", [None])[0]
+    for col, (title, keys, labels) in enumerate(panels):
+        ax = axes[0][col]
+        vals = [arms.get(f"sweep.{k}", {}).get("valid", {}).get("ndcg@10", [np.nan])[0] for k in keys]
+        ax.plot(range(len(keys)), vals, "o-")
+        ax.set_xticks(range(len(keys)), labels, fontsize=8)
+        if control is not None:
+            ax.axhline(control, ls="--", c="gray", label="sft_continued")
+            ax.legend(fontsize=7)
+        ax.set_title(f"{name}: {title}", fontsize=9)
+        ax.set_ylabel("valid NDCG@10", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

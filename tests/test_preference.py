@@ -20,6 +20,7 @@ from sidrec.llm.dpo_trainer import DPOTrainer
 from sidrec.llm.negatives import load_negatives, sample_negatives, save_negatives, user_positives
 from sidrec.llm.preference_losses import dpo_loss, sdpo_loss, sequence_logps
 from sidrec.llm.recommender import GenerativeRecommender
+from sidrec.llm.shared_prefix import collate_prompt_groups, prompt_group_logps
 from sidrec.llm.tiny import make_tiny_lm
 from sidrec.pipelines.llm import continue_from, sample_run_negatives, sft_config, train_sft
 from sidrec.utils.runs import RunDir
@@ -67,6 +68,35 @@ def test_sequence_logps_sums_labelled_positions_only():
     assert float(total[0]) == pytest.approx(float(logp[0, 0, 1] + logp[0, 1, 2]), rel=1e-6)
     assert float(total[1]) == pytest.approx(float(logp[1, 1, 4] + logp[1, 2, 6]), rel=1e-6)
     assert count.tolist() == [2, 2]
+
+
+def test_shared_prefix_logps_and_gradients_equal_separate_sequences(tmp_path):
+    """One prompt pass + a repeated KV cache gives each response's log-probability (and gradient) as
+    if every (prompt, response) pair were its own unpadded sequence; prompts and responses of
+    different lengths exercise the left / right padding."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(make_tiny_lm(tmp_path / "lm", hidden=32, layers=2)).float()
+    prompts = [[5, 9, 17, 33, 40, 41, 2], [7, 8], [12, 13, 14, 15]]
+    responses = [[[60, 61, 2], [62, 2], [63, 64, 65, 2]], [[70, 71, 2], [72, 73, 2], [74, 2]],
+                 [[80, 2], [81, 82, 2], [83, 84, 2]]]
+    batch = collate_prompt_groups(prompts, responses, pad_id=0)
+    assert batch["response_ids"].shape == (9, 4) and int(batch["groups"]) == 3
+    logps, counts = prompt_group_logps(model, batch)
+    grads = torch.autograd.grad(logps.sum(), [p for p in model.parameters()], allow_unused=True)
+    expected, expected_counts = [], []
+    for g in range(3):  # group-major rows: g·B + b
+        for b, prompt in enumerate(prompts):
+            ids = torch.tensor([prompt + responses[b][g]])
+            logits = model(input_ids=ids).logits[0, len(prompt) - 1:-1]
+            expected.append(torch.log_softmax(logits, -1).gather(1, torch.tensor(responses[b][g])[:, None]).sum())
+            expected_counts.append(len(responses[b][g]))
+    torch.testing.assert_close(logps, torch.stack(expected), atol=1e-5, rtol=1e-5)
+    assert counts.tolist() == expected_counts
+    ref = torch.autograd.grad(torch.stack(expected).sum(), [p for p in model.parameters()], allow_unused=True)
+    for got, want in zip(grads, ref, strict=True):
+        if want is not None:
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -174,7 +204,14 @@ def test_dpo_starts_at_log_2_and_its_gradient_favours_the_target(env, tmp_path):
     save_negatives(sample_negatives(ds.split("train"), list(ds.item_ids), "random", 3, seed=0), neg)
     trainer = _trainer(env, tmp_path / "dpo", "dpo", neg)
     batch = trainer.collate([trainer.corpus.examples[i] for i in range(8)])
-    assert int(batch["groups"]) == 2 and batch["input_ids"].shape[0] == 16  # K = 1 for DPO by default
+    assert int(batch["groups"]) == 2  # K = 1 for DPO by default
+    assert batch["prompt_ids"].shape[0] == 8 and batch["response_ids"].shape[0] == 16  # prompts run once
+    trainer.config.model.gradient_checkpointing = True  # which drops caches: concatenated sequences instead
+    flat = trainer.collate([trainer.corpus.examples[i] for i in range(8)])
+    trainer.config.model.gradient_checkpointing = False
+    assert flat["input_ids"].shape[0] == 16
+    torch.testing.assert_close(trainer._logps(trainer.model, flat)[0], trainer._logps(trainer.model, batch)[0],
+                               atol=1e-5, rtol=1e-5)
     loss, logs = trainer.compute_loss(trainer.model, batch)
     assert float(loss.detach()) == pytest.approx(math.log(2), abs=1e-5)  # policy == reference at the start
     assert logs["reward_margin"] == pytest.approx(0.0, abs=1e-6)

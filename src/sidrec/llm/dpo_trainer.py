@@ -8,9 +8,12 @@ Our own compact trainer rather than TRL's DPOTrainer: it reuses the SFT loop (ac
 resume, validation NDCG@10 by constrained beam search, early stopping, the same evaluation), and
 our examples are already tokenized SID responses, which TRL would re-tokenize from text.
 
-Per batch of B prompts with K negatives each, the B·(1+K) sequences go through the model in one
-forward pass (only the response positions reach the LM head), and through the reference without
-gradient; sequence log-probabilities sum over the response tokens (the SID tokens and EOS).
+Per batch of B prompts with K negatives each, every prompt goes through the model once and its KV
+cache serves its 1 + K responses (`sidrec.llm.shared_prefix`: the same log-probabilities as B·(1+K)
+concatenated sequences at about the cost of B when prompts are long); the reference does the same
+without gradient. Under gradient checkpointing (which drops caches) the B·(1+K) concatenated
+sequences go through one forward pass instead. Sequence log-probabilities sum over the response
+tokens (the SID tokens and EOS).
 Logged: the loss terms, the mean implicit rewards of chosen and rejected responses, their margin,
 and the reward accuracy (the chosen reward above every rejected one).
 """
@@ -30,6 +33,7 @@ from sidrec.llm.negatives import load_negatives
 from sidrec.llm.preference_losses import dpo_loss, implicit_rewards, sdpo_loss, sequence_logps
 from sidrec.llm.recommender import sid_maps
 from sidrec.llm.sft_data import PromptBuilder, SFTCorpus, TokenizedExample
+from sidrec.llm.shared_prefix import collate_prompt_groups, prompt_group_logps
 from sidrec.llm.trainer import SFTTrainer
 from sidrec.sids.table import SIDTable
 
@@ -88,6 +92,14 @@ class DPOTrainer(SFTTrainer):
         if not batch or not isinstance(batch[0], PreferenceExample):  # validation loss: plain examples
             return super().collate(batch)
         k = len(batch[0].rejected)  # type: ignore[attr-defined]
+        if not self.config.model.gradient_checkpointing:  # which drops the prompts' KV cache
+            responses = [[ex.input_ids[ex.n_prompt:], *ex.rejected] for ex in batch]  # type: ignore[attr-defined]
+            limit = self._collator.max_length
+            keep = None if limit is None else limit - max(len(r) for rs in responses for r in rs)
+            if keep is not None and keep < 1:
+                raise ConfigError(f"training.max_length={limit} leaves no room for the prompt of a DPO example")
+            return collate_prompt_groups([ex.input_ids[:ex.n_prompt][-keep:] if keep else ex.input_ids[:ex.n_prompt]
+                                          for ex in batch], responses, self.tokenizer.pad_token_id)
         seqs = list(batch) + [TokenizedExample("seqrec", ex.input_ids[:ex.n_prompt] + ex.rejected[j], ex.n_prompt)  # type: ignore[attr-defined]
                               for j in range(k) for ex in batch]
         out = super().collate(seqs)
@@ -95,6 +107,9 @@ class DPOTrainer(SFTTrainer):
         return out
 
     def _logps(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed response log-probabilities [(1+K)·B], response token counts), group-major."""
+        if "prompt_ids" in batch:
+            return prompt_group_logps(model, batch)
         keep = int(batch["response_width"])
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False)
