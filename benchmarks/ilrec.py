@@ -5,7 +5,8 @@ Per dataset (Beauty with its given SIDs, industrial-partial with its given SIDs)
 1. a SASRec (CRR's CF model) and one stage-1 SFT run (early stopping on validation NDCG@10);
 2. from that checkpoint, the same number of extra steps with the same schedule, per seed:
    `sft_continued` (plain CE: the fair control), `ilrec` (CPO + CPD + CRR), `ilrec_no_cpo`,
-   `ilrec_no_cpd`, `ilrec_no_crr`, `dpo`, `sdpo`;
+   `ilrec_no_cpd`, `ilrec_no_crr`, and the preference baselines `dpo`, `sdpo` (β = 1), `dpo_sft`,
+   `sdpo_sft` (+ the target's CE), `dpo_beta0.1`, `sdpo_beta0.1`;
 3. test HR/NDCG@5/10 on a fixed sample of the test split (beam 20), paired bootstrap against the
    control over test examples (per-example metrics averaged over seeds first);
 4. `--sweep`: layer choice and α / β sensitivity on validation (seed 0);
@@ -24,9 +25,11 @@ The preference-learning baselines sit in the same table: `dpo` and `sdpo` train 
 checkpoint for the same steps on the stage-1 model's beam-search hard negatives (one file per
 dataset, 3 per example: DPO takes the hardest, S-DPO all three).
 
-Runs live in runs/bench-ilrec/<scale>/<dataset>/…, each a normal run folder. A dataset not named
-in `--datasets` keeps its figures from the existing results file (each dataset's entry records its
-own seeds, arms, environment and wall time), so the datasets can be run in separate invocations.
+Runs live in runs/bench-ilrec/<scale>/<dataset>/…, each a normal run folder. `--arms` and `--seeds`
+say what to train; every finished run of every arm is collected. A dataset not named in
+`--datasets` keeps its figures from the existing results file (each dataset's entry records its own
+seeds, arms, environment and wall time), and so does an arm with no finished run here when the
+stage-1 model is the same (equal checksums), so datasets and arms can be run in separate invocations.
 Plots are per dataset: benchmarks/results/ilrec_curves_<dataset>.png and, with `--sweep`,
 ilrec_sensitivity_<dataset>.png. Writes benchmarks/results/ilrec.json with summary keys `<dataset>.{sft,sft_continued,ilrec,ilrec_no_cpo,
 ilrec_no_cpd,ilrec_no_crr,dpo,sdpo}.{ndcg@10,hr@10,ndcg@5,hr@5}` for `beauty` and `industrial`,
@@ -62,11 +65,14 @@ STAGE2_ARMS: dict[str, dict[str, Any]] = {
     "ilrec_no_cpd": {"method": "ilrec", "ilrec": {"use_cpd": False}},
     "ilrec_no_crr": {"method": "ilrec", "ilrec": {"use_crr": False}},
     # the preference-learning baselines (sequence-level, offline beam-search hard negatives)
-    "dpo": {"method": "dpo", "dpo": {"num_negatives": 1}},
+    "dpo": {"method": "dpo", "dpo": {"num_negatives": 1}},  # β = 1: the S-DPO reference setting (our default)
     "sdpo": {"method": "sdpo", "dpo": {"num_negatives": 3}},
     # the usual remedy for DPO's falling target likelihood: + the target's cross-entropy
     "dpo_sft": {"method": "dpo", "dpo": {"num_negatives": 1, "sft_weight": 1.0}},
     "sdpo_sft": {"method": "sdpo", "dpo": {"num_negatives": 3, "sft_weight": 1.0}},
+    # β = 0.1 (the usual setting for long text; the default before 2026-12-01): they collapse
+    "dpo_beta0.1": {"method": "dpo", "dpo": {"num_negatives": 1, "beta": 0.1}},
+    "sdpo_beta0.1": {"method": "sdpo", "dpo": {"num_negatives": 3, "beta": 0.1}},
 }
 NEGATIVES_PER_EXAMPLE = 3  # one file per dataset: DPO takes the hardest, S-DPO all three
 SWEEP: dict[str, dict[str, Any]] = {
@@ -192,11 +198,15 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--collect", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="print the results file's tables as markdown (no runs needed)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-ilrec")
     args = ap.parse_args()
+    if args.markdown:
+        print_markdown(read_json(RESULTS / "ilrec.json"))
+        return
     scale = SCALES[args.scale]
     raw: dict[str, Any] = {}
-    summary: dict[str, Any] = {"seeds": len(args.seeds), "scale": args.scale}
+    summary: dict[str, Any] = {"scale": args.scale}
     for name in args.datasets:
         t0 = time.perf_counter()
         work = args.work / args.scale / name
@@ -204,23 +214,24 @@ def main() -> None:
         sft = work / "sft"
         if not args.collect:
             train_run(sft, stage1_config(name, data, scale), threads=args.workers * args.threads)
-        runs = {arm: [work / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
+        train = {arm: [work / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
         negatives = None
         if not args.collect and any(STAGE2_ARMS[a]["method"] in ("dpo", "sdpo") for a in args.arms):
             negatives = negatives_file(work, sft, scale)
         jobs = [(run, stage2_config(sft, STAGE2_ARMS[arm], seed, sasrec, scale, negatives=negatives))
-                for seed_i, seed in enumerate(args.seeds) for arm in args.arms for run in [runs[arm][seed_i]]]
+                for seed_i, seed in enumerate(args.seeds) for arm in args.arms for run in [train[arm][seed_i]]]
         if args.sweep:
             for key, extra in SWEEP.items():
-                run = work / "sweep" / key
-                runs[f"sweep.{key}"] = [run]
-                jobs.append((run, stage2_config(sft, STAGE2_ARMS["ilrec"], 0, sasrec, scale, extra, ["valid"])))
-            run = work / "sweep" / "control"  # the plain-CE control on validation
-            runs["sweep.control"] = [run]
-            jobs.append((run, stage2_config(sft, STAGE2_ARMS["sft_continued"], 0, sasrec, scale, None, ["valid"])))
+                jobs.append((work / "sweep" / key,
+                             stage2_config(sft, STAGE2_ARMS["ilrec"], 0, sasrec, scale, extra, ["valid"])))
+            jobs.append((work / "sweep" / "control",  # the plain-CE control on validation
+                         stage2_config(sft, STAGE2_ARMS["sft_continued"], 0, sasrec, scale, None, ["valid"])))
         if not args.collect:
             with ThreadPoolExecutor(args.workers) as pool:
                 list(pool.map(lambda job: train_run(job[0], job[1], args.threads), jobs))
+        # collect every finished run of every arm, whatever this invocation trained
+        runs = {arm: sorted((work / arm).glob("seed*"), key=lambda r: int(r.name[4:])) for arm in STAGE2_ARMS}
+        runs.update({f"sweep.{key}": [work / "sweep" / key] for key in [*SWEEP, "control"]})
         res: dict[str, Any] = {"sft": read_json(sft / "metrics.json") if (sft / "metrics.json").is_file() else None,
                                "sasrec": read_json(sasrec / "metrics.json")["test"], "arms": {}}
         per_example: dict[str, Any] = {}
@@ -241,6 +252,7 @@ def main() -> None:
             if split == "test":
                 _, per_example[arm] = seed_mean_per_example(done)
             res["arms"][arm] = entry
+        carry_over_arms(RESULTS / "ilrec.json", name, res)
         for arm, entry in res["arms"].items():
             if arm in per_example and arm != "sft_continued" and "sft_continued" in per_example:
                 entry["paired_vs_control"] = paired_ci(per_example["sft_continued"], per_example[arm])
@@ -257,7 +269,8 @@ def main() -> None:
         if res["sft"]:
             for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                 summary[f"{name}.sft.{m}"] = res["sft"]["test"][m]
-        res["false_negatives"] = false_negatives(work, sasrec, {"sft": sft, "ilrec": work / "ilrec" / "seed0"})
+        res["false_negatives"] = {**res.get("false_negatives", {}),
+                                  **false_negatives(work, sasrec, {"sft": sft, "ilrec": work / "ilrec" / "seed0"})}
         for key, fn in res["false_negatives"].items():
             if fn.get("fn_rate") is not None:
                 summary[f"{name}.false_negatives.{key}.fn_rate"] = fn["fn_rate"]
@@ -272,15 +285,36 @@ def main() -> None:
         if any(k.startswith("sweep.") for k in res["arms"]):
             plot_sensitivity(name, res, RESULTS / f"ilrec_sensitivity_{name}.png")
     keep_other_datasets(RESULTS / "ilrec.json", raw, summary)
+    seeds = [len(e["runs"]) for r in raw.values() for a, e in r["arms"].items() if a.startswith("ilrec")]
+    summary["seeds"] = min(seeds) if seeds else 0  # the fewest seeds of any dataset's ILRec arms
     config = {"scale": args.scale, "scale_settings": scale, "arms": STAGE2_ARMS, "sweep": SWEEP,
               "workers": args.workers, "threads": args.threads}
     path = write_result("ilrec", summary=summary, config=config, raw=raw)
     console.print(f"wrote {path.relative_to(ROOT)}")
 
 
+def carry_over_arms(path: Path, name: str, res: dict[str, Any]) -> None:
+    """Arms (and false-negative reports) with no finished run here keep their entries from the
+    existing results file, marked `carried_over`, if the stage-1 model is the same one (equal
+    parameter checksums: training is deterministic on one machine); their paired statistics are
+    the ones computed when they ran."""
+    if not path.is_file() or not res["sft"]:
+        return
+    old = read_json(path)["raw"].get(name)
+    if not old or not old.get("sft"):
+        return
+    if old["sft"].get("param_checksums") != res["sft"].get("param_checksums"):
+        console.print(f"[yellow]{name}: the stage-1 model differs from the results file's; nothing carried over")
+        return
+    for arm, entry in old["arms"].items():
+        if arm not in res["arms"]:
+            res["arms"][arm] = {**entry, "carried_over": True}
+    res["false_negatives"] = dict(old.get("false_negatives", {}))
+    res["carried_over"] = sorted(a for a, e in res["arms"].items() if e.get("carried_over"))
+
+
 def keep_other_datasets(path: Path, raw: dict[str, Any], summary: dict[str, Any]) -> None:
-    """Carry the datasets this invocation did not run over from the existing results file (same
-    scale only); `seeds` in the summary becomes the fewest seeds of any dataset's ILRec arms."""
+    """Carry the datasets this invocation did not run over from the existing results file (same scale only)."""
     if not path.is_file():
         return
     old = read_json(path)
@@ -294,9 +328,6 @@ def keep_other_datasets(path: Path, raw: dict[str, Any], summary: dict[str, Any]
             res["invocation"] = {"seeds": old["config"].get("seeds"), "environment": old.get("environment"),
                                  "wall_seconds": old.get("wall_seconds")}
         summary.update({k: v for k, v in old["summary"].items() if k.startswith(f"{name}.")})
-    seeds = [len(e["runs"]) for r in raw.values() for a, e in r["arms"].items() if a.startswith("ilrec")]
-    if seeds:
-        summary["seeds"] = min(seeds)
 
 
 def plot_curves(name: str, res: dict[str, Any], path: Path) -> None:
@@ -348,6 +379,39 @@ def plot_sensitivity(name: str, res: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def print_markdown(results: dict[str, Any]) -> None:
+    """The docs' tables, from the results file: test metrics (mean over seeds), paired Δ NDCG@10 against
+    the control and against stage 1, cost; then the validation sweep."""
+    def delta(e: dict[str, Any], key: str) -> str:
+        pv = e.get(key, {}).get("ndcg@10")
+        return f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}], p = {pv['p']:.3f}" if pv else "—"
+
+    for name, res in results["raw"].items():
+        inv = res.get("invocation") or {"seeds": results["config"].get("seeds")}
+        print(f"\n{name} (seeds {inv.get('seeds')}):\n")
+        print("| arm | seeds | HR@5 | NDCG@5 | HR@10 | NDCG@10 | Δ NDCG@10 vs sft_continued [95% CI] | "
+              "Δ NDCG@10 vs stage 1 | train s | × control time | peak MB |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        if res.get("sft"):
+            m = res["sft"]["test"]
+            print(f"| SFT (stage 1) | 1 | {' | '.join(f'{m[k]:.4f}' for k in METRICS)} | | | "
+                  f"{res['sft']['train']['time_s']:.0f} | | |")
+        for arm, e in res["arms"].items():
+            if e["split"] != "test":
+                continue
+            mem = [m for m in e.get("peak_memory_mb", []) if m]
+            ratio = e.get("time_ratio_vs_control")
+            means = " | ".join(f"{e['over_seeds'][k]['mean']:.4f}" for k in METRICS)
+            print(f"| {arm} | {len(e['runs'])} | {means} | "
+                  f"{delta(e, 'paired_vs_control')} | {delta(e, 'paired_vs_stage1')} | "
+                  f"{np.median(e['train_time_s']):.0f} | {f'{ratio:.2f}×' if ratio else '—'} | "
+                  f"{f'{np.median(mem):.0f}' if mem else '—'} |")
+        sweep = {a[len("sweep."):]: e for a, e in res["arms"].items() if a.startswith("sweep.")}
+        if sweep:
+            print(f"\n{name}, validation NDCG@10 (seed 0): " +
+                  ", ".join(f"{k} {e['valid']['ndcg@10'][0]:.4f}" for k, e in sweep.items()))
 
 
 def print_table(name: str, res: dict[str, Any]) -> None:

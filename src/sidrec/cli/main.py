@@ -144,7 +144,7 @@ def train_ilrec_cmd(
 NegativesOpt = Annotated[Optional[Path], typer.Option("--negatives", help="Negatives file (`sidrec negatives sample`); "
                                                       "default: the --from run's beam-search hard negatives, sampled "
                                                       "into OUT/negatives.parquet.")]
-BetaOpt = Annotated[Optional[float], typer.Option("--beta", help="β of the implicit reward (default 0.1).")]
+BetaOpt = Annotated[Optional[float], typer.Option("--beta", help="β of the implicit reward (default 1.0).")]
 FromRequiredOpt = Annotated[Path, typer.Option("--from", help="The finished SFT run to continue (1 epoch, lr 5e-5, "
                                                "cosine, 5% warm-up unless --set); also the reference model.")]
 
