@@ -67,6 +67,31 @@ def test_sid_tokens_are_single_tokens_and_embeddings_resized(env):
     assert model.generation_config.do_sample is False and model.generation_config.num_beams == 1
 
 
+def test_sid_init_mean_rows_coincide_and_sampled_rows_are_distinct(env):
+    """`mean` (the library's resize) starts every SID token as the same vector; `sampled` draws distinct
+    rows with the pretrained rows' mean and spread, seeded, and leaves the pretrained rows alone."""
+    table = chain_sid_table(N_ITEMS)
+
+    def sid_rows(init: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        model, _, sid = load_backbone(BackboneConfig(name_or_path=str(env / "lm"), sid_init=init), table.vocab())
+        w = model.get_input_embeddings().weight.detach()
+        return w, w[sid.all_ids], sid.all_ids
+
+    w_mean, mean_rows, ids = sid_rows("mean")
+    assert float((mean_rows - mean_rows.mean(0)).norm(dim=1).max()) < 1e-3  # all ≈ one vector
+    w, rows, _ = sid_rows("sampled")
+    pretrained = w[: min(ids)]
+    assert torch.equal(pretrained, w_mean[: min(ids)])  # non-SID rows untouched
+    cos = torch.nn.functional.cosine_similarity(rows[:, None], rows[None], dim=-1)
+    off = cos[~torch.eye(len(ids), dtype=torch.bool)]
+    pre_cos = torch.nn.functional.cosine_similarity(pretrained[:, None], pretrained[None], dim=-1)
+    pre_off = pre_cos[~torch.eye(len(pretrained), dtype=torch.bool)]
+    assert float(off.mean()) == pytest.approx(float(pre_off.mean()), abs=0.1)  # as distinct as real tokens
+    assert float(rows.norm(dim=1).mean()) == pytest.approx(float(pretrained.norm(dim=1).mean()), rel=0.15)
+    torch.testing.assert_close(rows.mean(0), pretrained.mean(0), atol=0.1, rtol=0)
+    assert torch.equal(sid_rows("sampled")[1], rows)  # seeded
+
+
 def test_num_layers_truncates_and_lora_trains_sid_rows(env):
     table = chain_sid_table(N_ITEMS)
     model, _, _ = load_backbone(BackboneConfig(name_or_path=str(env / "lm"), num_layers=1), table.vocab())

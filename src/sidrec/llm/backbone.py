@@ -11,9 +11,17 @@ cache loads in well under a second).
 
 What happens, in order: resolve the folder → load the config (`num_layers: N` keeps the first N
 transformer layers) → load the weights in `dtype` → add the SID tokens as single, non-special
-tokens and resize the embeddings (new rows get the library's default initialisation: the
-"random init" baseline that TS-Rec's SA-Init replaces) → LoRA (peft; the SID token rows are
-trained in full through `trainable_token_indices`) or full fine-tuning → gradient checkpointing.
+tokens and resize the embeddings → initialise the new rows (`sid_init`) → LoRA (peft; the SID token
+rows are trained in full through `trainable_token_indices`) or full fine-tuning → gradient
+checkpointing.
+
+`sid_init: mean` (default) keeps the library's initialisation, the "random init" baseline that
+TS-Rec's SA-Init replaces: transformers (≥ 4.46) draws every new row from a normal around the mean
+of the pretrained rows with 1e-9 × their covariance, so all SID tokens start as the same vector
+(spread ~1e-6) and a prompt made of SIDs reads the same for every user until training separates
+them. `sid_init: sampled` draws the rows from the pretrained rows' own mean and covariance instead:
+distinct tokens from step 0, with the pretrained norm, for SIDs that have no text to SA-Init from
+(Beauty's given SIDs, say).
 """
 
 from __future__ import annotations
@@ -67,6 +75,9 @@ class BackboneConfig(BaseModel):
     finetune: Literal["lora", "full"] = "full"
     lora: LoraSettings = Field(default_factory=LoraSettings)
     gradient_checkpointing: bool = False
+    sid_init: Literal["mean", "sampled"] = Field(
+        "mean", description="new SID rows: mean (the library's: all ≈ the mean row) or sampled (the "
+                            "pretrained rows' mean and covariance: distinct from step 0)")
     trust_remote_code: bool = False
     download: bool = Field(False, description="allow downloading name_or_path from the HF hub")
 
@@ -259,6 +270,8 @@ def load_backbone(
         sid_tokens = add_sid_tokens(tokenizer, vocab)
         if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(len(tokenizer))
+    if cfg.sid_init == "sampled":
+        sample_sid_rows(model, sid_tokens.all_ids)
     if init_sid_rows is not None:
         init_sid_rows(model, tokenizer, sid_tokens)
     neutralise_generation_config(model, tokenizer)
@@ -268,6 +281,27 @@ def load_backbone(
     if cfg.finetune == "lora":
         model = apply_lora(model, cfg.lora, sid_tokens.all_ids)
     return model.to(device), tokenizer, sid_tokens
+
+
+@torch.no_grad()
+def sample_sid_rows(model: Any, sid_ids: list[int], seed: int = 0) -> None:
+    """Overwrite the SID rows of the input embeddings (and of an untied output head) with draws from
+    a normal with the mean and covariance of that matrix's other rows (seeded: the same rows every run)."""
+    ids = torch.tensor(sorted(sid_ids), dtype=torch.long)
+    matrices = [model.get_input_embeddings().weight]
+    head = model.get_output_embeddings()
+    if head is not None and head.weight.data_ptr() != matrices[0].data_ptr():
+        matrices.append(head.weight)
+    generator = torch.Generator().manual_seed(seed)
+    for weight in matrices:
+        keep = torch.ones(weight.shape[0], dtype=torch.bool)
+        keep[ids] = False
+        old = weight[keep].float().cpu()
+        cov = torch.cov(old.T)
+        cov += 1e-6 * cov.diagonal().mean() * torch.eye(cov.shape[0])  # positive definite for Cholesky
+        z = torch.randn(len(ids), old.shape[1], generator=generator)
+        rows = old.mean(0) + z @ torch.linalg.cholesky(cov).T
+        weight[ids.to(weight.device)] = rows.to(weight.device, weight.dtype)
 
 
 def neutralise_generation_config(model: Any, tokenizer: Any) -> None:
