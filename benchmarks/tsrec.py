@@ -208,7 +208,11 @@ def main() -> None:
     ap.add_argument("--collect", action="store_true", help="only read finished runs")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-tsrec")
     ap.add_argument("--smoke", action="store_true", help="a few steps on a few rows, to check the pipeline")
+    ap.add_argument("--markdown", action="store_true", help="print the results file's table as markdown (no runs needed)")
     args = ap.parse_args()
+    if args.markdown:
+        print_markdown(read_json(RESULTS / "tsrec.json")["raw"])
+        return
     if args.smoke:
         SCALES["smoke"] = {**SCALES["cpu"], "training": {**SCALES["cpu"]["training"], "max_steps": 4, "eval_steps": 2,
                                                           "eval_samples": 8},
@@ -275,6 +279,18 @@ def main() -> None:
                         embedding_diagnostics=diagnostics)
     print_table(raw)
     console.print(f"wrote {path.relative_to(ROOT)} and {(RESULTS / 'tsrec_curves.png').relative_to(ROOT)}")
+
+
+def print_markdown(raw: dict[str, Any]) -> None:
+    """The docs' table: test metrics (mean ± 95% t-interval over seeds) and the paired Δ NDCG@10 vs SFT."""
+    print("| arm | seeds | HR@5 | NDCG@5 | HR@10 | NDCG@10 | Δ NDCG@10 vs SFT [95% CI] | p | train s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for arm, r in raw.items():
+        o = r["test_over_seeds"]
+        cells = [f"{o[m]['mean']:.4f}" + (f" ± {o[m]['ci95_half']:.4f}" if o[m]["n"] > 1 else "") for m in METRICS]
+        pv = r.get("paired_vs_sft", {}).get("ndcg@10")
+        delta = f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}] | {pv['p']:.3f}" if pv else "— | —"
+        print(f"| {arm} | {len(r['runs'])} | {' | '.join(cells)} | {delta} | {np.median(r['train_time_s']):.0f} |")
 
 
 def print_table(raw: dict[str, Any]) -> None:
