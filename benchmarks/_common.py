@@ -64,9 +64,21 @@ def train_run(run: Path, cfg: dict[str, Any], threads: int) -> None:
     console.print(f"{run.relative_to(ROOT)}: {status} in {time.perf_counter() - t0:.0f} s")
 
 
-def seed_mean_per_example(runs: list[Path]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def eval_run(run: Path, split: str, threads: int) -> None:
+    """Evaluate a finished run on `split` through the CLI in a child process (skipped when its ranks
+    file exists), with the run's own evaluation settings; `threads` torch threads."""
+    if (run / f"ranks_{split}.parquet").is_file():
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "sidrec.cli.main", "eval", "--run-dir", str(run), "--split", split, "--device", "cpu"]
+    with open(run / "stdout.txt", "a") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    console.print(f"{run.relative_to(ROOT)}: {split} evaluation {'ok' if rc == 0 else f'FAILED rc={rc}'}")
+
+
+def seed_mean_per_example(runs: list[Path], split: str = "test") -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Per-example metrics averaged over seeds, on the rows every seed was evaluated on."""
-    frames = [pd.read_parquet(r / "ranks_test.parquet") for r in runs]
+    frames = [pd.read_parquet(r / f"ranks_{split}.parquet") for r in runs]
     keys = frames[0][["user_id", "target"]]
     per = []
     for f in frames:

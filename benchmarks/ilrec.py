@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from _common import METRICS, RESULTS, ROOT, SHARED_DATA, console, mean_ci, paired_ci, seed_mean_per_example, train_run, write_result
+from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, console, eval_run, mean_ci, paired_ci, seed_mean_per_example,
+                     train_run, write_result)
 from sidrec.utils.io import read_json
 from sidrec.utils.runs import environment_info
 
@@ -197,6 +198,9 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="layer choice and α / β sensitivity on validation (seed 0)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--valid", action="store_true",
+                    help="also evaluate the finished runs of --arms and of the control on the validation sample: a "
+                         "second, independent paired comparison against the control")
     ap.add_argument("--collect", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="print the results file's tables as markdown (no runs needed)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-ilrec")
@@ -232,9 +236,14 @@ def main() -> None:
         # collect every finished run of every arm, whatever this invocation trained
         runs = {arm: sorted((work / arm).glob("seed*"), key=lambda r: int(r.name[4:])) for arm in STAGE2_ARMS}
         runs.update({f"sweep.{key}": [work / "sweep" / key] for key in [*SWEEP, "control"]})
+        if args.valid and not args.collect:
+            finished = [r for arm in {"sft_continued", *args.arms} for r in runs[arm] if (r / "metrics.json").is_file()]
+            with ThreadPoolExecutor(args.workers) as pool:
+                list(pool.map(lambda r: eval_run(r, "valid", args.threads), finished))
         res: dict[str, Any] = {"sft": read_json(sft / "metrics.json") if (sft / "metrics.json").is_file() else None,
                                "sasrec": read_json(sasrec / "metrics.json")["test"], "arms": {}}
         per_example: dict[str, Any] = {}
+        per_example_valid: dict[str, Any] = {}
         if res["sft"]:
             _, per_example["sft"] = seed_mean_per_example([sft])
         for arm, rs in runs.items():
@@ -251,6 +260,10 @@ def main() -> None:
             entry["over_seeds"] = {m: mean_ci(entry[split][m]) for m in METRICS}
             if split == "test":
                 _, per_example[arm] = seed_mean_per_example(done)
+                if all((r / "ranks_valid.parquet").is_file() for r in done):
+                    valid = [read_json(r / "metrics_valid.json") for r in done]
+                    entry["valid"] = {m: [x[m] for x in valid] for m in METRICS}
+                    _, per_example_valid[arm] = seed_mean_per_example(done, "valid")
             res["arms"][arm] = entry
         carry_over_arms(RESULTS / "ilrec.json", name, res)
         for arm, entry in res["arms"].items():
@@ -258,6 +271,8 @@ def main() -> None:
                 entry["paired_vs_control"] = paired_ci(per_example["sft_continued"], per_example[arm])
             if arm in per_example and "sft" in per_example:  # against the stage-1 model it starts from
                 entry["paired_vs_stage1"] = paired_ci(per_example["sft"], per_example[arm])
+            if arm in per_example_valid and arm != "sft_continued" and "sft_continued" in per_example_valid:
+                entry["valid_paired_vs_control"] = paired_ci(per_example_valid["sft_continued"], per_example_valid[arm])
             if entry["split"] == "test":
                 for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                     summary[f"{name}.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
@@ -392,11 +407,11 @@ def print_markdown(results: dict[str, Any]) -> None:
         inv = res.get("invocation") or {"seeds": results["config"].get("seeds")}
         print(f"\n{name} (seeds {inv.get('seeds')}):\n")
         print("| arm | seeds | HR@5 | NDCG@5 | HR@10 | NDCG@10 | Δ NDCG@10 vs sft_continued [95% CI] | "
-              "Δ NDCG@10 vs stage 1 | train s | × control time | peak MB |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+              "Δ NDCG@10 vs stage 1 | valid: Δ NDCG@10 vs sft_continued | train s | × control time | peak MB |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         if res.get("sft"):
             m = res["sft"]["test"]
-            print(f"| SFT (stage 1) | 1 | {' | '.join(f'{m[k]:.4f}' for k in METRICS)} | | | "
+            print(f"| SFT (stage 1) | 1 | {' | '.join(f'{m[k]:.4f}' for k in METRICS)} | | | | "
                   f"{res['sft']['train']['time_s']:.0f} | | |")
         for arm, e in res["arms"].items():
             if e["split"] != "test":
@@ -406,6 +421,7 @@ def print_markdown(results: dict[str, Any]) -> None:
             means = " | ".join(f"{e['over_seeds'][k]['mean']:.4f}" for k in METRICS)
             print(f"| {arm} | {len(e['runs'])} | {means} | "
                   f"{delta(e, 'paired_vs_control')} | {delta(e, 'paired_vs_stage1')} | "
+                  f"{delta(e, 'valid_paired_vs_control')} | "
                   f"{np.median(e['train_time_s']):.0f} | {f'{ratio:.2f}×' if ratio else '—'} | "
                   f"{f'{np.median(mem):.0f}' if mem else '—'} |")
         sweep = {a[len("sweep."):]: e for a, e in res["arms"].items() if a.startswith("sweep.")}
