@@ -6,7 +6,7 @@ Per dataset (Beauty with its given SIDs, industrial-partial with its given SIDs)
 2. from that checkpoint, the same number of extra steps with the same schedule, per seed:
    `sft_continued` (plain CE: the fair control), `ilrec` (CPO + CPD + CRR), `ilrec_no_cpo`,
    `ilrec_no_cpd`, `ilrec_no_crr`, and the preference baselines `dpo`, `sdpo` (β = 1), `dpo_sft`,
-   `sdpo_sft` (+ the target's CE), `dpo_beta0.1`, `sdpo_beta0.1`;
+   `sdpo_sft` (+ the target's CE), `dpo_beta0.1`, `sdpo_beta0.1`, `dpo_lr1e-5`, `sdpo_lr1e-5`;
 3. test HR/NDCG@5/10 on a fixed sample of the test split (beam 20), paired bootstrap against the
    control over test examples (per-example metrics averaged over seeds first);
 4. `--sweep`: layer choice and α / β sensitivity on validation (seed 0);
@@ -74,6 +74,9 @@ STAGE2_ARMS: dict[str, dict[str, Any]] = {
     # β = 0.1 (the usual setting for long text; the default before 2026-12-01): they collapse
     "dpo_beta0.1": {"method": "dpo", "dpo": {"num_negatives": 1, "beta": 0.1}},
     "sdpo_beta0.1": {"method": "sdpo", "dpo": {"num_negatives": 3, "beta": 0.1}},
+    # the S-DPO reference learning rate (a fifth of the stage-2 schedule's), with β = 1
+    "dpo_lr1e-5": {"method": "dpo", "dpo": {"num_negatives": 1}, "training": {"lr": 1e-5}},
+    "sdpo_lr1e-5": {"method": "sdpo", "dpo": {"num_negatives": 3}, "training": {"lr": 1e-5}},
 }
 NEGATIVES_PER_EXAMPLE = 3  # one file per dataset: DPO takes the hardest, S-DPO all three
 SWEEP: dict[str, dict[str, Any]] = {
@@ -146,7 +149,7 @@ def stage2_config(sft_run: Path, arm: dict[str, Any], seed: int, sasrec: Path, s
     from sidrec.pipelines.llm import continue_from
 
     cfg = continue_from(sft_run, arm["method"])
-    cfg["training"] = {**cfg["training"], **scale["stage2"], "seed": seed}
+    cfg["training"] = {**cfg["training"], **scale["stage2"], **arm.get("training", {}), "seed": seed}
     cfg["eval"] = {**scale["eval"], **({"splits": splits} if splits else {})}
     if arm["method"] == "ilrec":
         cfg["ilrec"] = {**cfg.get("ilrec", {}), "cf_run": str(sasrec), **arm.get("ilrec", {}), **(ilrec_extra or {})}
