@@ -280,9 +280,12 @@ def main() -> None:
                 for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                     summary[f"{name}.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
                 control = res["arms"].get("sft_continued")
-                if control and arm != "sft_continued":  # training cost per method, as a ratio to the control
+                if control and arm != "sft_continued" and not entry.get("carried_over"):
+                    # training cost per method, as a ratio to the control trained alongside it (a carried-over
+                    # arm keeps the ratio to the control of its own invocation: machine load differs)
                     entry["time_ratio_vs_control"] = float(np.median(entry["train_time_s"]) /
                                                            np.median(control["train_time_s"]))
+                if "time_ratio_vs_control" in entry:
                     summary[f"{name}.{arm}.time_ratio"] = entry["time_ratio_vs_control"]
         if res["sft"]:
             for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
@@ -422,11 +425,15 @@ def print_markdown(results: dict[str, Any]) -> None:
             mem = [m for m in e.get("peak_memory_mb", []) if m]
             ratio = e.get("time_ratio_vs_control")
             means = " | ".join(f"{e['over_seeds'][k]['mean']:.4f}" for k in METRICS)
-            print(f"| {arm} | {len(e['runs'])} | {means} | "
+            mark = " †" if e.get("carried_over") else ""
+            print(f"| {arm}{mark} | {len(e['runs'])} | {means} | "
                   f"{delta(e, 'paired_vs_control')} | {delta(e, 'paired_vs_stage1')} | "
                   f"{delta(e, 'valid_paired_vs_control')} | "
                   f"{np.median(e['train_time_s']):.0f} | {f'{ratio:.2f}×' if ratio else '—'} | "
                   f"{f'{np.median(mem):.0f}' if mem else '—'} |")
+        if res.get("carried_over"):
+            print("\n† carried over from an earlier invocation with the same stage-1 model (its time ratio is to "
+                  "that invocation's control)")
         sweep = {a[len("sweep."):]: e for a, e in res["arms"].items() if a.startswith("sweep.")}
         if sweep:
             print(f"\n{name}, validation NDCG@10 (seed 0): " +
