@@ -178,6 +178,33 @@ CURVES = [("loss", "training loss"), ("frac_with_negative", "positions with a ne
           ("mean_negatives", "mean |N_t|")]
 
 
+def negatives_report(work: Path, data: Path) -> dict[str, Any] | None:
+    """What DPO / S-DPO push down: how often the beam-search negatives hold the user's own later
+    (validation or test) item, and how popular they are as train-split targets against the mean item."""
+    import pandas as pd
+
+    from sidrec.data.dataset import Dataset
+
+    path = work / "negatives-beam.parquet"
+    if not path.is_file():
+        return None
+    ds = Dataset.load(data)
+    neg = pd.read_parquet(path)
+    later: dict[str, set[str]] = {}
+    for split in ("valid", "test"):
+        df = ds.split(split)
+        for user, target in zip(df["user_id"].astype(str), df["target"].astype(str), strict=True):
+            later.setdefault(user, set()).add(target)
+    counts = ds.split("train")["target"].astype(str).value_counts()
+    negs = [[str(n) for n in row] for row in neg["negatives"]]
+    users = neg["user_id"].astype(str)
+    return {"examples": len(neg),
+            "hardest_is_later_item": float(np.mean([n[0] in later.get(u, set()) for u, n in zip(users, negs)])),
+            "any_is_later_item": float(np.mean([bool(set(n) & later.get(u, set())) for u, n in zip(users, negs)])),
+            "hardest_target_count": float(np.mean([counts.get(n[0], 0) for n in negs])),
+            "mean_item_target_count": float(len(ds.split("train")) / len(ds.item_ids))}
+
+
 def diagnostics(run: Path) -> dict[str, Any]:
     rows = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines() if x.strip()]
     train = [r for r in rows if "loss" in r and "valid" not in r]
@@ -296,6 +323,11 @@ def main() -> None:
             if fn.get("fn_rate") is not None:
                 summary[f"{name}.false_negatives.{key}.fn_rate"] = fn["fn_rate"]
                 summary[f"{name}.false_negatives.{key}.chance"] = fn["chance"]
+        res["negatives"] = negatives_report(work, data) or res.get("negatives")
+        if res["negatives"]:
+            summary[f"{name}.negatives.hardest_is_later_item"] = res["negatives"]["hardest_is_later_item"]
+            summary[f"{name}.negatives.popularity_ratio"] = (res["negatives"]["hardest_target_count"] /
+                                                             res["negatives"]["mean_item_target_count"])
         res["invocation"] = {"seeds": args.seeds, "arms": args.arms, "sweep": args.sweep,
                              "environment": environment_info(), "wall_seconds": round(time.perf_counter() - t0, 1)}
         raw[name] = res
