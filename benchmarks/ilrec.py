@@ -276,6 +276,8 @@ def main() -> None:
         per_example_valid: dict[str, Any] = {}
         if res["sft"]:
             _, per_example["sft"] = seed_mean_per_example([sft])
+            if (sft / "ranks_valid.parquet").is_file():
+                _, per_example_valid["sft"] = seed_mean_per_example([sft], "valid")
         for arm, rs in runs.items():
             done = [r for r in rs if (r / "metrics.json").is_file()]
             if not done:
@@ -295,6 +297,8 @@ def main() -> None:
                     entry["valid"] = {m: [x[m] for x in valid] for m in METRICS}
                     _, per_example_valid[arm] = seed_mean_per_example(done, "valid")
             res["arms"][arm] = entry
+        previous = read_json(RESULTS / "ilrec.json")["raw"].get(name, {}).get("arms", {}) \
+            if (RESULTS / "ilrec.json").is_file() else {}
         carry_over_arms(RESULTS / "ilrec.json", name, res)
         for arm, entry in res["arms"].items():
             if arm in per_example and arm != "sft_continued" and "sft_continued" in per_example:
@@ -303,11 +307,19 @@ def main() -> None:
                 entry["paired_vs_stage1"] = paired_ci(per_example["sft"], per_example[arm])
             if arm in per_example_valid and arm != "sft_continued" and "sft_continued" in per_example_valid:
                 entry["valid_paired_vs_control"] = paired_ci(per_example_valid["sft_continued"], per_example_valid[arm])
+            if arm in per_example_valid and "sft" in per_example_valid:
+                entry["valid_paired_vs_stage1"] = paired_ci(per_example_valid["sft"], per_example_valid[arm])
             if entry["split"] == "test":
                 for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                     summary[f"{name}.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
                 control = res["arms"].get("sft_continued")
-                if control and arm != "sft_continued" and not entry.get("carried_over"):
+                before = previous.get(arm, {})
+                if args.collect and "time_ratio_vs_control" in before:
+                    # nothing trained now: the ratio stands as measured when the arm trained beside its control
+                    entry["time_ratio_vs_control"] = before["time_ratio_vs_control"]
+                    if "time_ratio_note" in before:
+                        entry["time_ratio_note"] = before["time_ratio_note"]
+                elif control and arm != "sft_continued" and not entry.get("carried_over"):
                     # training cost per method, as a ratio to the control trained alongside it (a carried-over
                     # arm keeps the ratio to the control of its own invocation: machine load differs)
                     entry["time_ratio_vs_control"] = float(np.median(entry["train_time_s"]) /
@@ -457,7 +469,7 @@ def print_markdown(results: dict[str, Any]) -> None:
             mem = [m for m in e.get("peak_memory_mb", []) if m]
             ratio = e.get("time_ratio_vs_control")
             means = " | ".join(f"{e['over_seeds'][k]['mean']:.4f}" for k in METRICS)
-            mark = " †" if e.get("carried_over") else ""
+            mark = (" †" if e.get("carried_over") else "") + (" ‡" if e.get("time_ratio_note") else "")
             print(f"| {arm}{mark} | {len(e['runs'])} | {means} | "
                   f"{delta(e, 'paired_vs_control')} | {delta(e, 'paired_vs_stage1')} | "
                   f"{delta(e, 'valid_paired_vs_control')} | "
@@ -466,6 +478,9 @@ def print_markdown(results: dict[str, Any]) -> None:
         if res.get("carried_over"):
             print("\n† carried over from an earlier invocation with the same stage-1 model (its time ratio is to "
                   "that invocation's control)")
+        for arm, e in res["arms"].items():
+            if e.get("time_ratio_note"):
+                print(f"\n‡ {arm}: {e['time_ratio_note']}")
         sweep = {a[len("sweep."):]: e for a, e in res["arms"].items() if a.startswith("sweep.")}
         if sweep:
             print(f"\n{name}, validation NDCG@10 (seed 0): " +

@@ -252,10 +252,16 @@ def main() -> None:
                     "corpus": metrics[0]["train"]["corpus"],
                     "valid_curves": curves[arm]}
         raw[arm]["test_over_seeds"] = {m: mean_ci(raw[arm]["test"][m]) for m in METRICS}
-        if arm != "sft" and "sft" in per_example:
-            raw[arm]["paired_vs_sft"] = paired_ci(per_example["sft"], per_example[arm])
+        if arm != "sft" and done.get("sft"):
+            # against SFT on the same seeds, so that an arm with fewer finished seeds is still paired
+            seeds = {r.name for r in rs}
+            sft_runs = [r for r in done["sft"] if r.name in seeds]
+            if sft_runs:
+                raw[arm]["paired_vs_sft"] = paired_ci(seed_mean_per_example(sft_runs)[1], per_example[arm])
+                raw[arm]["paired_vs_sft_seeds"] = len(sft_runs)
 
-    summary: dict[str, Any] = {"seeds": len(args.seeds), "scale": args.scale}
+    # the fewest finished seeds of any arm (the table's `seeds` column has each arm's own count)
+    summary: dict[str, Any] = {"seeds": min((len(r["runs"]) for r in raw.values()), default=0), "scale": args.scale}
     for arm, r in raw.items():
         teachers = ["released", "tfidf"] if arm == "sft" else [arm.split(".")[0]]
         for teacher in teachers:
