@@ -314,11 +314,12 @@ def main() -> None:
                     summary[f"{name}.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
                 control = res["arms"].get("sft_continued")
                 before = previous.get(arm, {})
-                if args.collect and "time_ratio_vs_control" in before:
+                if args.collect and ("time_ratio_vs_control" in before or "time_ratio_note" in before):
                     # nothing trained now: the ratio stands as measured when the arm trained beside its control
-                    entry["time_ratio_vs_control"] = before["time_ratio_vs_control"]
-                    if "time_ratio_note" in before:
-                        entry["time_ratio_note"] = before["time_ratio_note"]
+                    # (or stays absent, with its note, where the two trained under different machine loads)
+                    for key in ("time_ratio_vs_control", "time_ratio_note"):
+                        if key in before:
+                            entry[key] = before[key]
                 elif control and arm != "sft_continued" and not entry.get("carried_over"):
                     # training cost per method, as a ratio to the control trained alongside it (a carried-over
                     # arm keeps the ratio to the control of its own invocation: machine load differs)
@@ -340,7 +341,7 @@ def main() -> None:
             summary[f"{name}.negatives.hardest_is_later_item"] = res["negatives"]["hardest_is_later_item"]
             summary[f"{name}.negatives.popularity_ratio"] = (res["negatives"]["hardest_target_count"] /
                                                              res["negatives"]["mean_item_target_count"])
-        res["invocation"] = {"seeds": args.seeds, "arms": args.arms, "sweep": args.sweep,
+        res["invocation"] = {"seeds": args.seeds, "arms": args.arms, "sweep": args.sweep, "collect": args.collect,
                              "environment": environment_info(), "wall_seconds": round(time.perf_counter() - t0, 1)}
         raw[name] = res
         print_table(name, res)
@@ -454,8 +455,9 @@ def print_markdown(results: dict[str, Any]) -> None:
         return f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}], p = {pv['p']:.3f}" if pv else "—"
 
     for name, res in results["raw"].items():
-        inv = res.get("invocation") or {"seeds": results["config"].get("seeds")}
-        print(f"\n{name} (seeds {inv.get('seeds')}):\n")
+        seeds = sorted({int(Path(r).name[len("seed"):]) for e in res["arms"].values() for r in e["runs"]
+                        if Path(r).name.startswith("seed")})
+        print(f"\n{name} (seeds {seeds}):\n")
         print("| arm | seeds | HR@5 | NDCG@5 | HR@10 | NDCG@10 | Δ NDCG@10 vs sft_continued [95% CI] | "
               "Δ NDCG@10 vs stage 1 | valid: Δ NDCG@10 vs sft_continued | train s | × control time | peak MB |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -478,9 +480,12 @@ def print_markdown(results: dict[str, Any]) -> None:
         if res.get("carried_over"):
             print("\n† carried over from an earlier invocation with the same stage-1 model (its time ratio is to "
                   "that invocation's control)")
+        notes: dict[str, list[str]] = {}
         for arm, e in res["arms"].items():
             if e.get("time_ratio_note"):
-                print(f"\n‡ {arm}: {e['time_ratio_note']}")
+                notes.setdefault(e["time_ratio_note"], []).append(arm)
+        for note, arms in notes.items():
+            print(f"\n‡ {', '.join(arms)}: {note}")
         sweep = {a[len("sweep."):]: e for a, e in res["arms"].items() if a.startswith("sweep.")}
         if sweep:
             print(f"\n{name}, validation NDCG@10 (seed 0): " +
