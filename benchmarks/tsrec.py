@@ -9,8 +9,8 @@ is recorded every `eval_steps` steps for the convergence curves. Also: SA-Init d
 only, a+b, all) with the released semantics, and embedding diagnostics (norms, how far SA-Init
 rows are from their keyword means, how distinct the SID rows are before and after SA-Init).
 
-    python benchmarks/tsrec.py                    # cpu scale, 2 seeds, 2 worker processes
-    python benchmarks/tsrec.py --seeds 0 1 2      # more seeds
+    python benchmarks/tsrec.py                    # cpu scale, 3 seeds, 2 worker processes
+    python benchmarks/tsrec.py --seeds 0 1        # fewer seeds
     python benchmarks/tsrec.py --scale gpu        # the gpu scale (a GPU machine)
     python benchmarks/tsrec.py --collect          # only read finished runs
 
@@ -18,7 +18,9 @@ Runs live in runs/bench-tsrec/<scale>/<arm>/seed<N> (each a normal sidrec run fo
 history.jsonl, metrics.json, ranks_test.parquet; rerun one with `sidrec train sft --config
 RUN/config.yaml --out RUN --overwrite`). Writes benchmarks/results/tsrec.json (summary keys
 `industrial.released.{sft,sa_init,ts_align,tsrec}.ndcg@10`, `.hr@10`, the same under
-`industrial.tfidf.`, and `seeds`), benchmarks/results/tsrec_curves.png and a `sidrec report` of the
+`industrial.tfidf.`, `seeds` (the fewest finished seeds of any arm), and
+`industrial.<arm>.valid_curve_mean`, the validation NDCG@10 averaged over the run's checks, a
+convergence figure), benchmarks/results/tsrec_curves.png and a `sidrec report` of the
 seed-0 runs in benchmarks/results/tsrec-report/.
 """
 
@@ -162,6 +164,20 @@ def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str
     out["sa_init_cos_to_keyword_mean"] = {"min": min(kw_cos), "mean": float(np.mean(kw_cos))}
     out["mean_pairwise_cos_level_b"] = {"default_init": pairwise_cos(emb0[used_b]), "sa_init": pairwise_cos(emb1[used_b]),
                                         "pretrained_sample": pairwise_cos(emb0[pre][:256])}
+    # the other teacher: are its SA-Init rows more distinct, and do its tokens share fewer keywords?
+    def keyword_overlap(sem_: dict[str, Any]) -> float:
+        sets = [set(sem_[t].keywords) for t in sid.strings[1] if t in sem_]
+        pairs = [len(a & b) / max(1, len(a | b)) for i, a in enumerate(sets) for b in sets[i + 1:]]
+        return float(np.mean(pairs))
+
+    out["keyword_jaccard_level_b"] = {"released": keyword_overlap(sem)}
+    if "tfidf" in semantics and semantics["tfidf"].is_file():
+        sem_t = load_semantics(semantics["tfidf"], table)
+        torch.manual_seed(0)
+        model_t, _, _ = load_backbone(cfg, table.vocab(), init_sid_rows=lambda m, t, s: sa_init(m, t, s, sem_t))
+        out["mean_pairwise_cos_level_b"]["sa_init_tfidf"] = pairwise_cos(
+            model_t.get_input_embeddings().weight.detach()[used_b])
+        out["keyword_jaccard_level_b"]["tfidf"] = keyword_overlap(sem_t)
     # after training: how far did the SID rows move from where they started?
     for arm, init in (("sft", emb0), ("released.sa_init", emb1)):
         if not runs.get(arm):
@@ -201,7 +217,7 @@ def plot_curves(curves: dict[str, dict[int, list[tuple[int, float]]]], path: Pat
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=list(SCALES), default="cpu")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--workers", type=int, default=2, help="runs trained at once")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
@@ -252,6 +268,8 @@ def main() -> None:
                     "corpus": metrics[0]["train"]["corpus"],
                     "valid_curves": curves[arm]}
         raw[arm]["test_over_seeds"] = {m: mean_ci(raw[arm]["test"][m]) for m in METRICS}
+        # convergence in one number: validation NDCG@10 averaged over every check of the run, then over seeds
+        raw[arm]["valid_curve_mean"] = float(np.mean([np.mean([v for _, v in c]) for c in curves[arm].values() if c]))
         if arm != "sft" and done.get("sft"):
             # against SFT on the same seeds, so that an arm with fewer finished seeds is still paired
             seeds = {r.name for r in rs}
@@ -270,6 +288,7 @@ def main() -> None:
                 summary[f"industrial.{name}.{m}"] = r["test_over_seeds"][m]["mean"]
         if "paired_vs_sft" in r:
             summary[f"industrial.{arm}.ndcg@10_vs_sft"] = r["paired_vs_sft"]["ndcg@10"]["diff"]
+        summary[f"industrial.{arm}.valid_curve_mean"] = r["valid_curve_mean"]
     diagnostics = embedding_diagnostics(data, semantics, done) if done.get("released.sa_init") else {}
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot_curves(curves, RESULTS / "tsrec_curves.png")
@@ -289,14 +308,17 @@ def main() -> None:
 
 def print_markdown(raw: dict[str, Any]) -> None:
     """The docs' table: test metrics (mean ± 95% t-interval over seeds) and the paired Δ NDCG@10 vs SFT."""
-    print("| arm | seeds | HR@5 | NDCG@5 | HR@10 | NDCG@10 | Δ NDCG@10 vs SFT [95% CI] | p | train s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| arm | seeds | HR@5 | NDCG@5 | HR@10 | NDCG@10 | Δ NDCG@10 vs SFT [95% CI] | p | "
+          "valid NDCG@10, mean over checks | train s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for arm, r in raw.items():
         o = r["test_over_seeds"]
         cells = [f"{o[m]['mean']:.4f}" + (f" ± {o[m]['ci95_half']:.4f}" if o[m]["n"] > 1 else "") for m in METRICS]
         pv = r.get("paired_vs_sft", {}).get("ndcg@10")
         delta = f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}] | {pv['p']:.3f}" if pv else "— | —"
-        print(f"| {arm} | {len(r['runs'])} | {' | '.join(cells)} | {delta} | {np.median(r['train_time_s']):.0f} |")
+        curve_mean = f"{r['valid_curve_mean']:.4f}" if "valid_curve_mean" in r else "—"
+        print(f"| {arm} | {len(r['runs'])} | {' | '.join(cells)} | {delta} | {curve_mean} | "
+              f"{np.median(r['train_time_s']):.0f} |")
 
 
 def print_table(raw: dict[str, Any]) -> None:
