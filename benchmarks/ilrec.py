@@ -189,20 +189,21 @@ def negatives_report(work: Path, data: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     ds = Dataset.load(data)
+    train = ds.split("train")
     neg = pd.read_parquet(path)
     later: dict[str, set[str]] = {}
     for split in ("valid", "test"):
         df = ds.split(split)
         for user, target in zip(df["user_id"].astype(str), df["target"].astype(str), strict=True):
             later.setdefault(user, set()).add(target)
-    counts = ds.split("train")["target"].astype(str).value_counts()
+    counts = train["target"].astype(str).value_counts()
     negs = [[str(n) for n in row] for row in neg["negatives"]]
     users = neg["user_id"].astype(str)
     return {"examples": len(neg),
             "hardest_is_later_item": float(np.mean([n[0] in later.get(u, set()) for u, n in zip(users, negs)])),
             "any_is_later_item": float(np.mean([bool(set(n) & later.get(u, set())) for u, n in zip(users, negs)])),
             "hardest_target_count": float(np.mean([counts.get(n[0], 0) for n in negs])),
-            "mean_item_target_count": float(len(ds.split("train")) / len(ds.item_ids))}
+            "mean_item_target_count": float(len(train) / len(ds.item_ids))}
 
 
 def diagnostics(run: Path) -> dict[str, Any]:
@@ -239,6 +240,8 @@ def main() -> None:
         print_markdown(read_json(RESULTS / "ilrec.json"))
         return
     scale = SCALES[args.scale]
+    # the results file as it stood before this invocation: carried-over arms, datasets and time ratios
+    old_results = read_json(RESULTS / "ilrec.json") if (RESULTS / "ilrec.json").is_file() else None
     raw: dict[str, Any] = {}
     summary: dict[str, Any] = {"scale": args.scale}
     for name in args.datasets:
@@ -297,9 +300,8 @@ def main() -> None:
                     entry["valid"] = {m: [x[m] for x in valid] for m in METRICS}
                     _, per_example_valid[arm] = seed_mean_per_example(done, "valid")
             res["arms"][arm] = entry
-        previous = read_json(RESULTS / "ilrec.json")["raw"].get(name, {}).get("arms", {}) \
-            if (RESULTS / "ilrec.json").is_file() else {}
-        carry_over_arms(RESULTS / "ilrec.json", name, res)
+        previous = old_results["raw"].get(name, {}).get("arms", {}) if old_results else {}
+        carry_over_arms(old_results, name, res)
         for arm, entry in res["arms"].items():
             if arm in per_example and arm != "sft_continued" and "sft_continued" in per_example:
                 entry["paired_vs_control"] = paired_ci(per_example["sft_continued"], per_example[arm])
@@ -350,7 +352,7 @@ def main() -> None:
         plot_curves(name, res, RESULTS / f"ilrec_curves_{name}.png")
         if any(k.startswith("sweep.") for k in res["arms"]):
             plot_sensitivity(name, res, RESULTS / f"ilrec_sensitivity_{name}.png")
-    keep_other_datasets(RESULTS / "ilrec.json", raw, summary)
+    keep_other_datasets(old_results, raw, summary)
     seeds = [len(e["runs"]) for r in raw.values() for a, e in r["arms"].items() if a.startswith("ilrec")]
     summary["seeds"] = min(seeds) if seeds else 0  # the fewest seeds of any dataset's ILRec arms
     config = {"scale": args.scale, "scale_settings": scale, "arms": STAGE2_ARMS, "sweep": SWEEP,
@@ -359,14 +361,14 @@ def main() -> None:
     console.print(f"wrote {path.relative_to(ROOT)}")
 
 
-def carry_over_arms(path: Path, name: str, res: dict[str, Any]) -> None:
+def carry_over_arms(old_results: dict[str, Any] | None, name: str, res: dict[str, Any]) -> None:
     """Arms (and false-negative reports) with no finished run here keep their entries from the
     existing results file, marked `carried_over`, if the stage-1 model is the same one (equal
     parameter checksums: training is deterministic on one machine); their paired statistics are
     the ones computed when they ran."""
-    if not path.is_file() or not res["sft"]:
+    if not old_results or not res["sft"]:
         return
-    old = read_json(path)["raw"].get(name)
+    old = old_results["raw"].get(name)
     if not old or not old.get("sft"):
         return
     if old["sft"].get("param_checksums") != res["sft"].get("param_checksums"):
@@ -379,11 +381,10 @@ def carry_over_arms(path: Path, name: str, res: dict[str, Any]) -> None:
     res["carried_over"] = sorted(a for a, e in res["arms"].items() if e.get("carried_over"))
 
 
-def keep_other_datasets(path: Path, raw: dict[str, Any], summary: dict[str, Any]) -> None:
+def keep_other_datasets(old: dict[str, Any] | None, raw: dict[str, Any], summary: dict[str, Any]) -> None:
     """Carry the datasets this invocation did not run over from the existing results file (same scale only)."""
-    if not path.is_file():
+    if not old:
         return
-    old = read_json(path)
     if old["summary"].get("scale") != summary["scale"]:
         return
     for name, res in old["raw"].items():

@@ -148,9 +148,12 @@ def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str
     base, tok, sid = load_backbone(cfg, table.vocab())
     emb0 = base.get_input_embeddings().weight.detach().clone()
     used_b = [sid.per_level[1][c] for c in sorted(set(table.codes[:, 1].tolist()))]
-    torch.manual_seed(0)
-    model, _, _ = load_backbone(cfg, table.vocab(), init_sid_rows=lambda m, t, s: sa_init(m, t, s, sem))
-    emb1 = model.get_input_embeddings().weight.detach().clone()
+    def sa_init_embedding(sem_: dict[str, Any]) -> torch.Tensor:
+        torch.manual_seed(0)
+        model, _, _ = load_backbone(cfg, table.vocab(), init_sid_rows=lambda m, t, s: sa_init(m, t, s, sem_))
+        return model.get_input_embeddings().weight.detach().clone()
+
+    emb1 = sa_init_embedding(sem)
     pre = torch.ones(len(emb0), dtype=torch.bool)
     pre[sid.all_ids] = False
     kw_cos = []
@@ -173,10 +176,7 @@ def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str
     out["keyword_jaccard_level_b"] = {"released": keyword_overlap(sem)}
     if "tfidf" in semantics and semantics["tfidf"].is_file():
         sem_t = load_semantics(semantics["tfidf"], table)
-        torch.manual_seed(0)
-        model_t, _, _ = load_backbone(cfg, table.vocab(), init_sid_rows=lambda m, t, s: sa_init(m, t, s, sem_t))
-        out["mean_pairwise_cos_level_b"]["sa_init_tfidf"] = pairwise_cos(
-            model_t.get_input_embeddings().weight.detach()[used_b])
+        out["mean_pairwise_cos_level_b"]["sa_init_tfidf"] = pairwise_cos(sa_init_embedding(sem_t)[used_b])
         out["keyword_jaccard_level_b"]["tfidf"] = keyword_overlap(sem_t)
     # after training: how far did the SID rows move from where they started?
     for arm, init in (("sft", emb0), ("released.sa_init", emb1)):
@@ -253,6 +253,7 @@ def main() -> None:
         console.print(f"[yellow]missing runs (not in the table):[/] {missing}")
     raw: dict[str, Any] = {}
     per_example: dict[str, dict[str, np.ndarray]] = {}
+    sft_per_example: dict[tuple[str, ...], dict[str, np.ndarray]] = {}  # SFT's, per set of seeds
     curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
     for arm, rs in done.items():
         if not rs:
@@ -275,7 +276,10 @@ def main() -> None:
             seeds = {r.name for r in rs}
             sft_runs = [r for r in done["sft"] if r.name in seeds]
             if sft_runs:
-                raw[arm]["paired_vs_sft"] = paired_ci(seed_mean_per_example(sft_runs)[1], per_example[arm])
+                sft_seeds = tuple(r.name for r in sft_runs)
+                if sft_seeds not in sft_per_example:
+                    sft_per_example[sft_seeds] = seed_mean_per_example(sft_runs)[1]
+                raw[arm]["paired_vs_sft"] = paired_ci(sft_per_example[sft_seeds], per_example[arm])
                 raw[arm]["paired_vs_sft_seeds"] = len(sft_runs)
 
     # the fewest finished seeds of any arm (the table's `seeds` column has each arm's own count)
