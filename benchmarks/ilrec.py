@@ -33,7 +33,9 @@ stage-1 model is the same (equal checksums), so datasets and arms can be run in 
 Plots are per dataset: benchmarks/results/ilrec_curves_<dataset>.png and, with `--sweep`,
 ilrec_sensitivity_<dataset>.png. Writes benchmarks/results/ilrec.json with summary keys `<dataset>.{sft,sft_continued,ilrec,ilrec_no_cpo,
 ilrec_no_cpd,ilrec_no_crr,dpo,sdpo}.{ndcg@10,hr@10,ndcg@5,hr@5}` for `beauty` and `industrial`,
-`<dataset>.<arm>.time_ratio` (median training time over the control's), and `seeds`.
+`<dataset>.<arm>.time_ratio` (median training time over the control's),
+`<dataset>.<arm>.ndcg@10_vs_control` and `.valid_ndcg@10_vs_control` (paired differences on test
+and validation), and `seeds`.
 """
 
 from __future__ import annotations
@@ -311,6 +313,10 @@ def main() -> None:
                 entry["valid_paired_vs_control"] = paired_ci(per_example_valid["sft_continued"], per_example_valid[arm])
             if arm in per_example_valid and "sft" in per_example_valid:
                 entry["valid_paired_vs_stage1"] = paired_ci(per_example_valid["sft"], per_example_valid[arm])
+            for key, label in (("paired_vs_control", "ndcg@10_vs_control"),
+                               ("valid_paired_vs_control", "valid_ndcg@10_vs_control")):
+                if key in entry:  # the paired differences the docs quote
+                    summary[f"{name}.{arm}.{label}"] = entry[key]["ndcg@10"]["diff"]
             if entry["split"] == "test":
                 for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                     summary[f"{name}.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
