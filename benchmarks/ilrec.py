@@ -122,8 +122,10 @@ def prepare(name: str, work: Path, scale: dict[str, Any]) -> tuple[Path, Path]:
 
 def stage1_config(name: str, data: Path, scale: dict[str, Any]) -> dict[str, Any]:
     spec = DATASETS[name]
-    return {"method": "sft", "dataset": str(data), "model": scale["model"],
-            "data": {"tasks": spec["tasks"], "compact": True, "max_history": spec["max_history"]},
+    # the prompt form, full softmax and mean init these results were measured with (sidrec's defaults then)
+    return {"method": "sft", "dataset": str(data), "model": {"sid_init": "mean", **scale["model"]},
+            "data": {"tasks": spec["tasks"], "compact": True, "max_history": spec["max_history"],
+                     "format": "prompt", "sid_softmax": "full"},
             "training": {**scale["stage1"], "seed": 0},
             "eval": {**scale["eval"], "splits": ["valid", "test"]}}
 

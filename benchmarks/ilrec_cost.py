@@ -52,7 +52,7 @@ def trainer_for(data: Path, sasrec: Path, layers: int, batch_size: int, device: 
     from sidrec.llm.trainer import SFTConfig
     from sidrec.utils.runs import RunDir
 
-    cfg = SFTConfig(method="ilrec", dataset=data, model={"name_or_path": "smollm2-135m", "num_layers": layers},
+    cfg = SFTConfig(method="ilrec", dataset=data, model={"name_or_path": "smollm2-135m", "num_layers": layers, "sid_init": "mean"},
                     data={"tasks": {"seqrec": 1.0}, "compact": True, "max_history": 10},
                     training={"batch_size": batch_size, "device": device, "eval_samples": 8},
                     ilrec={"cf_run": sasrec, "use_crr": True})

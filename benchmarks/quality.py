@@ -1,40 +1,44 @@
-"""Recommendation quality of the generative models against SASRec on the same split.
+"""Recommendation quality of the LLM recommender (SFT recipe), TIGER, SASRec and popularity, per seed.
 
-Industrial (industrial-partial protocol, given SIDs) and Beauty (P5/TIGER split, given SIDs):
-LLM SFT (SmolLM2-135M), TIGER, SASRec and popularity, trained and evaluated by the pipeline
-configs `configs/<dataset>-<scale>.yaml` (every stage cached, so re-running only collects).
-When a generative model was evaluated on a fixed sample of the test split (Beauty at CPU scale),
-every model is compared on exactly those rows (SASRec's per-example ranks are joined on
-user_id + target), and the paired bootstrap of SFT − SASRec uses them too.
+Each dataset runs its pipeline config `configs/<config>-<scale>.yaml` once per seed (every stage
+cached, so re-running only collects): popularity, SASRec, the SFT run and TIGER (where the config
+has one) are trained on the same split in the same invocation, with the seed set for every model.
+All models are evaluated on the whole test split (or, where a config evaluates the generative models
+on a fixed sample, every model is compared on exactly those rows). Per-example metrics are averaged
+over seeds, and the paired bootstrap (10,000 resamples) compares SFT with SASRec and with
+popularity on the same rows.
 
-    python benchmarks/quality.py                           # cpu scale, both datasets
-    python benchmarks/quality.py --scale gpu --datasets industrial
-    python benchmarks/quality.py --collect                  # only read finished runs
+    python benchmarks/quality.py --datasets demo --seeds 0 1 2          # the demo (synthetic)
+    python benchmarks/quality.py --datasets industrial --seeds 0        # industrial-partial
+    python benchmarks/quality.py --collect                              # only read finished runs
+    python benchmarks/quality.py --profile                              # + the side-by-side cost of the old and new recipe
 
-Writes benchmarks/results/quality.json (summary keys `industrial.sft.ndcg@10`, `beauty.sft.recall@10`,
-...; recall@K = hr@K with one target) and prints a table. Published context: ../shared/data/README.md.
+Writes benchmarks/results/quality.json: summary keys `<ds>.<model>.<metric>` (mean over seeds of
+hr@5 / ndcg@5 / hr@10 / ndcg@10, and recall@K = hr@K), `<ds>.sft.ndcg@10_vs_sasrec` and
+`<ds>.sft.ndcg@10_vs_pop` with `_lo` / `_hi` (95% CI), `<ds>.sft.train_seconds`, `<ds>.seeds`,
+`<ds>.test_rows`; with `--profile`, `sft.targets_per_second.old` / `.new` and
+`sft.targets_per_second_ratio` measured one after the other in this process (benchmarks/sft_profile.py).
+Published context: ../shared/data/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 from rich.table import Table
 
-from _common import RESULTS, ROOT, SHARED_DATA, write_result
-from sidrec.evaluation.compare import paired_bootstrap
-from sidrec.evaluation.metrics import metrics_from_ranks
+from _common import METRICS, RESULTS, ROOT, SHARED_DATA, console, paired_ci, write_result
+from sidrec.evaluation.metrics import metrics_from_ranks, per_example_metrics
 from sidrec.pipelines.run import load_pipeline_config, run_pipeline
 from sidrec.utils.io import read_json
 
-CONFIGS = {"industrial": "industrial-partial", "beauty": "beauty"}
+CONFIGS = {"demo": "demo", "industrial": "industrial-partial", "beauty": "beauty"}
 MODELS = ("sft", "tiger", "sasrec", "pop")
-METRICS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10")
 PUBLISHED = {
     "industrial": {"note": "MiniOneRec paper, FULL protocol (not industrial-partial), Qwen2.5 backbones",
                    "sasrec": {"hr@10": 0.1088, "ndcg@10": 0.0806}, "tiger": {"hr@10": 0.1321, "ndcg@10": 0.0908},
@@ -44,104 +48,162 @@ PUBLISHED = {
                "tiger": {"hr@5": 0.0454, "ndcg@5": 0.0321, "hr@10": 0.0648, "ndcg@10": 0.0384},
                "lc-rec (public re-implementation)": {"hr@10": 0.079}},
 }
-console = Console()
+
+
+def seed_overrides(cfg: Any, seed: int) -> dict[str, Any]:
+    """The seed of every trained model of a pipeline config."""
+    out: dict[str, Any] = {}
+    for name in cfg.baselines:
+        if name != "pop":
+            out[f"baselines.{name}.seed"] = seed
+    for name in cfg.train:
+        out[f"train.{name}.training.seed"] = seed
+    return out
 
 
 def ranks_of(run: Path) -> pd.DataFrame:
     return pd.read_parquet(run / "ranks_test.parquet")
 
 
-def common_rows(runs: dict[str, Path]) -> pd.DataFrame:
-    """(user_id, target) rows every model was evaluated on (a sample when any model used one)."""
+def common_rows(runs: list[Path]) -> pd.DataFrame:
+    """(user_id, target) rows every run was evaluated on (a sample when any model used one)."""
     keys = None
-    for run in runs.values():
+    for run in runs:
         r = ranks_of(run)[["user_id", "target"]]
         keys = r if keys is None else keys.merge(r, on=["user_id", "target"])
     assert keys is not None
     return keys.drop_duplicates()
 
 
-def collect(dataset: str, out: Path) -> dict[str, Any]:
-    runs = {m: out / m for m in MODELS if (out / m / "ranks_test.parquet").is_file()}
-    if not runs:
-        raise SystemExit(f"no finished runs under {out}: run without --collect first")
-    rows = common_rows(runs)
-    per_model: dict[str, Any] = {}
-    ranks: dict[str, np.ndarray] = {}
-    for name, run in runs.items():
-        r = rows.merge(ranks_of(run), on=["user_id", "target"], how="left")
-        ranks[name] = r["rank"].to_numpy()
-        metrics = metrics_from_ranks(ranks[name], (1, 5, 10, 20))
-        m = read_json(run / "metrics.json")
-        train = m.get("train", {})
-        per_model[name] = {
-            "metrics": metrics,
-            "n": int(len(r)),
-            "train_time_s": train.get("time_s", m.get("train_time_s")),
-            "eval_time_s": m.get("test", {}).get("time_s"),
-            "invalid_outputs": m.get("test", {}).get("invalid_outputs"),
-            "stopped": train.get("stopped"),
-            "steps": train.get("steps"),
-        }
-    comparisons = {}
-    for name in ("sft", "tiger"):
-        if name in ranks and "sasrec" in ranks:
-            res = paired_bootstrap(ranks["sasrec"], ranks[name], metrics=list(METRICS), n_boot=2000, seed=0)
-            comparisons[f"{name}_vs_sasrec"] = [r.__dict__ for r in res]
-    return {"rows": int(min(r["n"] for r in per_model.values())), "models": per_model, "paired": comparisons}
+def collect(outs: dict[int, Path]) -> dict[str, Any]:
+    """Per-seed figures, seed-averaged per-example metrics, and the paired comparisons of SFT."""
+    finished = {s: {m: o / m for m in MODELS if (o / m / "ranks_test.parquet").is_file()} for s, o in outs.items()}
+    models = [m for m in MODELS if all(m in runs for runs in finished.values())]
+    if "sft" not in models or not finished:
+        raise SystemExit(f"no finished SFT run in every seed folder of {sorted(map(str, outs.values()))}: "
+                         "run without --collect first")
+    rows = common_rows([run for runs in finished.values() for m, run in runs.items() if m in models])
+    per_seed: dict[str, dict[int, Any]] = {m: {} for m in models}
+    per_example: dict[str, dict[str, np.ndarray]] = {}
+    for m in models:
+        values = []
+        for seed, runs in finished.items():
+            r = rows.merge(ranks_of(runs[m]), on=["user_id", "target"], how="left")
+            ranks = r["rank"].to_numpy()
+            values.append(per_example_metrics(ranks))
+            info = read_json(runs[m] / "metrics.json")
+            train = info.get("train", {})
+            per_seed[m][seed] = {"metrics": {k: v for k, v in metrics_from_ranks(ranks, (5, 10, 20)).items()
+                                             if k != "ci95"},
+                                 "train_time_s": train.get("time_s", info.get("train_time_s")),
+                                 "steps": train.get("steps"), "stopped": train.get("stopped"),
+                                 "targets_per_second": train.get("targets_per_second"),
+                                 "invalid_outputs": info.get("test", {}).get("invalid_outputs")}
+        per_example[m] = {k: np.mean([v[k] for v in values], axis=0) for k in values[0]}
+    means = {m: {k: float(per_example[m][k].mean()) for k in METRICS} for m in models}
+    paired = {}
+    for other in ("sasrec", "pop"):
+        if other in per_example:
+            paired[f"sft_vs_{other}"] = paired_ci(per_example[other], per_example["sft"])
+    if "tiger" in per_example and "sasrec" in per_example:
+        paired["tiger_vs_sasrec"] = paired_ci(per_example["sasrec"], per_example["tiger"])
+    return {"seeds": sorted(finished), "rows": int(len(rows)), "means": means, "per_seed": per_seed,
+            "paired": paired}
+
+
+def profile_cost(threads: int) -> dict[str, Any]:
+    """Targets per second of the old (prompt, full softmax) and new (stream, level softmax) recipe,
+    side by side at the industrial CPU config's depth (benchmarks/sft_profile.py)."""
+    import tempfile
+
+    import sft_profile
+
+    cfg = load_pipeline_config("industrial-partial-cpu")
+    layers = int(cfg.train["sft"]["model"]["num_layers"])
+    args = argparse.Namespace(layers=layers, batch_size=16, steps=10, warmup=2, eval_rows=50, threads=threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        data, sids, data_cfg = sft_profile.dataset_paths("industrial", Path(tmp))
+        rows = {r: sft_profile.profile_recipe(r, data, sids, data_cfg, args, Path(tmp))
+                for r in ("prompt_full", "stream_level")}
+    return {"layers": layers, "old": rows["prompt_full"], "new": rows["stream_level"]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--scale", default="cpu", choices=("cpu", "gpu"))
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-quality")
     ap.add_argument("--collect", action="store_true", help="only read finished runs")
+    ap.add_argument("--profile", action="store_true", help="also measure the old / new recipe's cost side by side")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    if not SHARED_DATA.exists():
-        raise SystemExit(f"the shared datasets are not at {SHARED_DATA}")
-    results: dict[str, Any] = {}
-    configs: dict[str, Any] = {}
-    summary: dict[str, float] = {}
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    path = RESULTS / "quality.json"
+    old = read_json(path) if path.is_file() else {}
+    results: dict[str, Any] = dict(old.get("raw", {}))
+    configs: dict[str, Any] = dict(old.get("config", {}).get("pipelines", {}))
     for ds in args.datasets:
-        cfg = load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}")
-        out = args.work / f"{ds}-{args.scale}"
-        configs[ds] = cfg.model_dump(mode="json", by_alias=True)
+        if ds != "demo" and not SHARED_DATA.exists():
+            raise SystemExit(f"the shared datasets are not at {SHARED_DATA}")
+        base = load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}")
+        configs[ds] = base.model_dump(mode="json", by_alias=True)
+        outs = {s: args.work / f"{ds}-{args.scale}" / f"seed{s}" for s in args.seeds}
         if not args.collect:
-            run_pipeline(cfg, out)
-        results[ds] = collect(ds, out)
-        for model, r in results[ds]["models"].items():
-            for metric in METRICS:
-                value = r["metrics"][metric]
-                summary[f"{ds}.{model}.{metric}"] = value
-                if metric.startswith("hr@"):
-                    summary[f"{ds}.{model}.recall@{metric[3:]}"] = value
-            summary[f"{ds}.{model}.train_time_s"] = r["train_time_s"]
-        for name, comp in results[ds]["paired"].items():
-            for c in comp:
-                if c["metric"] == "ndcg@10":
-                    summary[f"{ds}.{name}.ndcg@10_diff"] = c["diff"]
-                    summary[f"{ds}.{name}.ndcg@10_p"] = c["p_value"]
+            for seed, out in outs.items():
+                console.print(f"[bold]{ds} seed {seed}[/bold] → {out}")
+                run_pipeline(load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}", seed_overrides(base, seed)), out)
+        results[ds] = collect({s: o for s, o in outs.items() if (o / "sft" / "ranks_test.parquet").is_file()})
+    summary: dict[str, Any] = {}
     for ds, res in results.items():
-        t = Table(title=f"{ds} ({args.scale} scale) · test, {res['rows']:,} rows common to all models")
+        if "means" not in res:
+            continue
+        summary[f"{ds}.seeds"] = len(res["seeds"])
+        summary[f"{ds}.test_rows"] = res["rows"]
+        for model, m in res["means"].items():
+            for metric in METRICS:
+                summary[f"{ds}.{model}.{metric}"] = m[metric]
+                if metric.startswith("hr@"):
+                    summary[f"{ds}.{model}.recall@{metric[3:]}"] = m[metric]
+            times = [v["train_time_s"] for v in res["per_seed"][model].values() if v["train_time_s"] is not None]
+            if times:
+                summary[f"{ds}.{model}.train_seconds"] = float(np.median(times))
+        for name, comp in res["paired"].items():
+            c = comp["ndcg@10"]
+            key = f"{ds}.{name.replace('_vs_', '.ndcg@10_vs_')}"
+            summary[key], summary[f"{key}_lo"], summary[f"{key}_hi"] = c["diff"], c["ci95"][0], c["ci95"][1]
+            summary[f"{key}_p"] = c["p"]
+    cost = old.get("cost")
+    if args.profile:
+        cost = profile_cost(args.threads)
+    if cost:
+        summary["sft.targets_per_second.old"] = cost["old"]["targets_per_second"]
+        summary["sft.targets_per_second.new"] = cost["new"]["targets_per_second"]
+        summary["sft.targets_per_second_ratio"] = cost["new"]["targets_per_second"] / cost["old"]["targets_per_second"]
+    for ds, res in results.items():
+        if "means" not in res:
+            continue
+        t = Table(title=f"{ds} ({args.scale} scale) · test, {res['rows']:,} rows, mean of {len(res['seeds'])} seed(s)")
         t.add_column("model")
         for m in METRICS:
             t.add_column(m, justify="right")
-        t.add_column("train s", justify="right")
-        t.add_column("invalid", justify="right")
-        for model, r in res["models"].items():
-            cells = []
-            for m in METRICS:
-                lo, hi = r["metrics"]["ci95"][m]
-                cells.append(f"{r['metrics'][m]:.4f} [{lo:.3f}, {hi:.3f}]")
-            t.add_row(model, *cells, f"{r['train_time_s'] or 0:.0f}", str(r["invalid_outputs"] if r["invalid_outputs"] is not None else "–"))
+        t.add_column("train s (median)", justify="right")
+        for model, m in res["means"].items():
+            t.add_row(model, *[f"{m[k]:.4f}" for k in METRICS], f"{summary.get(f'{ds}.{model}.train_seconds', 0):.0f}")
         console.print(t)
         for name, comp in res["paired"].items():
-            c = next(c for c in comp if c["metric"] == "ndcg@10")
-            console.print(f"  {name}: ΔNDCG@10 {c['diff']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}], p={c['p_value']:.4f}")
-    path = write_result("quality", summary=summary, config={"scale": args.scale, "pipelines": configs},
-                        raw=results, published=PUBLISHED)
-    console.print(f"wrote {path}")
+            c = comp["ndcg@10"]
+            console.print(f"  {name}: ΔNDCG@10 {c['diff']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}], p={c['p']:.4f}")
+    if cost:
+        console.print(f"targets / s: old recipe {cost['old']['targets_per_second']:.1f}, new "
+                      f"{cost['new']['targets_per_second']:.1f} ({summary['sft.targets_per_second_ratio']:.2f}×)")
+    out = write_result("quality", summary=summary, config={"scale": args.scale, "pipelines": configs,
+                                                          "seeds": args.seeds}, raw=results,
+                       published=PUBLISHED, cost=cost)
+    console.print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

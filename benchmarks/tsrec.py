@@ -104,8 +104,9 @@ def run_config(arm: str, seed: int, scale: str, data: Path, semantics: dict[str,
     cfg: dict[str, Any] = {
         "method": "sft" if teacher is None else "tsrec",
         "dataset": str(data),
-        "model": s["model"],
-        "data": {"tasks": {"seqrec": 1.0}, "compact": True, "max_history": 10},
+        # the prompt form, full softmax and mean init ("random init", the paper's baseline) these results used
+        "model": {"sid_init": "mean", **s["model"]},
+        "data": {"tasks": {"seqrec": 1.0}, "compact": True, "max_history": 10, "format": "prompt", "sid_softmax": "full"},
         "training": {**s["training"], "seed": seed},
         "eval": s["eval"],
     }

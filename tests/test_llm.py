@@ -122,7 +122,7 @@ def test_collation_masks_prompt_and_padding(env):
     sid = add_sid_tokens(tok, table.vocab())
     strings, ids = sid_maps(table, sid)
     ds = chain_dataset(n_users=20, n_items=N_ITEMS)
-    builder = PromptBuilder(tok, strings, ids, SFTDataConfig(tasks={"seqrec": 1.0, "item2sid": 0.0}))
+    builder = PromptBuilder(tok, strings, ids, SFTDataConfig(tasks={"seqrec": 1.0, "item2sid": 0.0}, format="prompt"))
     corpus = build_corpus(builder, ds.split("train"), ds.items)
     batch = SFTCollator(tok.pad_token_id)(corpus.examples[:4])
     width = batch["input_ids"].shape[1]
@@ -149,8 +149,8 @@ def test_history_truncated_by_whole_items_oldest_first(env):
     table = chain_sid_table(N_ITEMS)
     strings, ids = sid_maps(table, add_sid_tokens(tok, table.vocab()))
     history = [f"i{k}" for k in range(15)]
-    full = PromptBuilder(tok, strings, ids, SFTDataConfig(max_history=12)).seqrec_prompts([history])[0]
-    short = PromptBuilder(tok, strings, ids, SFTDataConfig(max_history=12, max_prompt_tokens=len(full) - 10)).seqrec_prompts([history])[0]
+    full = PromptBuilder(tok, strings, ids, SFTDataConfig(max_history=12, format="prompt")).seqrec_prompts([history])[0]
+    short = PromptBuilder(tok, strings, ids, SFTDataConfig(max_history=12, max_prompt_tokens=len(full) - 10, format="prompt")).seqrec_prompts([history])[0]
     assert len(short) <= len(full) - 10
     text = tok.decode(short)
     assert strings["i14"] in text and strings["i3"] not in text  # newest kept, oldest dropped
@@ -357,7 +357,8 @@ def test_two_process_training_keeps_ranks_in_sync(env, tmp_path):
            "-m", "sidrec.cli.main", "train", "sft", "--data", str(env / "chain"), "--sids", str(env / "sids.json"),
            "--model", str(env / "lm"), "--out", str(out), "--epochs", "1", "--device", "cpu",
            "--set", "data.compact=true", "--set", "data.tasks={seqrec: 1.0}", "--set", "eval.num_beams=10",
-           "--set", "training.eval_samples=20", "--set", "training.batch_size=8"]
+           "--set", "training.eval_samples=20", "--set", "training.batch_size=8",
+           "--set", "training.sid_lr=0.01"]  # the SID rows' own rate stays in sync across ranks too
     env_vars = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env_vars, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -365,8 +366,9 @@ def test_two_process_training_keeps_ranks_in_sync(env, tmp_path):
     assert m["train"]["world_size"] == 2
     a, b = m["param_checksums"]
     assert a == pytest.approx(b, rel=1e-12)
-    n_train = len(chain_dataset(n_users=150, n_items=N_ITEMS).split("train"))
-    assert m["train"]["steps"] == -(-n_train // 16)  # global batch = 2 processes × 8
+    n_streams = m["train"]["corpus"]["seqrec"]  # the default stream format: one example per user sequence
+    assert n_streams == 150 and m["train"]["targets"]["seqrec"] == len(chain_dataset(n_users=150, n_items=N_ITEMS).split("train"))
+    assert m["train"]["steps"] == -(-n_streams // 16)  # global batch = 2 processes × 8
     assert m["test"]["n"] == 150 and m["test"]["invalid_outputs"] == 0
     # sharded evaluation: 2 processes give exactly the single-process ranks
     single = pd.read_parquet(out / "ranks_test.parquet")
@@ -388,7 +390,7 @@ def test_response_only_loss_equals_full_logits_loss(env):
     strings, ids = sid_maps(table, sid)
     ds = chain_dataset(n_users=20, n_items=N_ITEMS)
     items = ds.items.assign(title=[f"the blue item {k} for hair" for k in range(N_ITEMS)])
-    builder = PromptBuilder(tok, strings, ids, SFTDataConfig(tasks={"seqrec": 1.0, "sid2item": 1.0}))
+    builder = PromptBuilder(tok, strings, ids, SFTDataConfig(tasks={"seqrec": 1.0, "sid2item": 1.0}, format="prompt"))
     corpus = build_corpus(builder, ds.split("train"), items)
     assert corpus.sizes()["sid2item"] == N_ITEMS
     mixed = [corpus.examples[i] for i in (0, 1, int(corpus.task_index["sid2item"][0]))]  # SID and title responses
@@ -417,7 +419,7 @@ def test_real_smollm2_from_the_gguf_package_decodes_industrial_sids(tmp_path):
     model, tok, sid = load_backbone(BackboneConfig(num_layers=2), table.vocab())
     assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 576
     assert len(tok) == 49152 + sum(table.codebook_sizes)
-    rec = GenerativeRecommender(model, tok, table, sid, SFTDataConfig(compact=True))
+    rec = GenerativeRecommender(model, tok, table, sid, SFTDataConfig(compact=True, format="prompt", sid_softmax="full"))
     hist = [list(h) for h in ds.split("test")["history"].iloc[:3]]
     items, scores = rec.recommend(hist, top_k=10, num_beams=10)
     for row, sc in zip(items, scores, strict=True):

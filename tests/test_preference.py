@@ -108,7 +108,8 @@ def env(tmp_path_factory):
     chain_sid_table(N_ITEMS).save(root / "sids.json")
     cfg = {"method": "sft", "dataset": str(root / "chain"), "sids": str(root / "sids.json"),
            "model": {"name_or_path": str(root / "lm")},
-           "data": {"tasks": {"seqrec": 1.0, "item2sid": 0.0, "sid2item": 0.0}, "compact": True},
+           "data": {"tasks": {"seqrec": 1.0, "item2sid": 0.0, "sid2item": 0.0}, "compact": True,
+                    "format": "prompt", "sid_softmax": "full"},  # what DPO / S-DPO continue
            "training": {"epochs": 2, "batch_size": 16, "lr": 3e-3, "eval_samples": 20, "eval_metric": "loss",
                         "log_steps": 2, "device": "cpu"},
            "eval": {"num_beams": 10, "batch_size": 32, "max_examples": 30}}

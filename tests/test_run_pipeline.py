@@ -78,7 +78,9 @@ def test_packaged_configs_validate():
 def test_pipeline_with_tsrec_semantics_and_ilrec_stage_two(tmp_path):
     """semantics (tfidf) → tsrec gets them; ilrec continues the sft entry and scores users with sasrec."""
     lm = make_tiny_lm(tmp_path / "lm", hidden=32, layers=3)
-    small = {"model": {"name_or_path": str(lm)}, "data": {"tasks": {"seqrec": 1.0}, "compact": True},
+    # ILRec and S-DPO continue runs trained on prompt → response examples with the full softmax
+    small = {"model": {"name_or_path": str(lm)},
+             "data": {"tasks": {"seqrec": 1.0}, "compact": True, "format": "prompt", "sid_softmax": "full"},
              "training": {"epochs": 1, "batch_size": 32, "eval_samples": 20, "device": "cpu"},
              "eval": {"num_beams": 10, "batch_size": 40, "max_examples": 30}}
     cfg = {

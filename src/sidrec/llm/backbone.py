@@ -21,7 +21,9 @@ of the pretrained rows with 1e-9 × their covariance, so all SID tokens start as
 (spread ~1e-6) and a prompt made of SIDs reads the same for every user until training separates
 them. `sid_init: sampled` draws the rows from the pretrained rows' own mean and covariance instead:
 distinct tokens from step 0, with the pretrained norm, for SIDs that have no text to SA-Init from
-(Beauty's given SIDs, say).
+(Beauty's given SIDs, say). `sid_init: tfidf` starts from `sampled` and lets the trainer write
+TS-Rec's SA-Init rows (keyword means) from the offline tfidf teacher for every token whose items
+have text (`SFTTrainer.load_model`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,9 +77,10 @@ class BackboneConfig(BaseModel):
     finetune: Literal["lora", "full"] = "full"
     lora: LoraSettings = Field(default_factory=LoraSettings)
     gradient_checkpointing: bool = False
-    sid_init: Literal["mean", "sampled"] = Field(
-        "mean", description="new SID rows: mean (the library's: all ≈ the mean row) or sampled (the "
-                            "pretrained rows' mean and covariance: distinct from step 0)")
+    sid_init: Literal["mean", "sampled", "tfidf"] = Field(
+        "tfidf", description="new SID rows: mean (the library's: all ≈ the mean row), sampled (the "
+                            "pretrained rows' mean and covariance: distinct from step 0), or tfidf (SA-Init "
+                            "from the offline tfidf teacher's keywords where items have text, sampled elsewhere)")
     trust_remote_code: bool = False
     download: bool = Field(False, description="allow downloading name_or_path from the HF hub")
 
@@ -88,6 +91,7 @@ class SIDTokens:
 
     per_level: list[list[int]]
     strings: list[list[str]]
+    new_ids: list[int] = field(default_factory=list)  # the ids added to the tokenizer by this load (rows to initialise)
 
     @property
     def all_ids(self) -> list[int]:
@@ -267,11 +271,15 @@ def load_backbone(
     with quiet_transformers():  # "some weights were not used" is expected with num_layers
         model = AutoModelForCausalLM.from_pretrained(
             path, config=config, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+        before = len(tokenizer)
         sid_tokens = add_sid_tokens(tokenizer, vocab)
+        sid_tokens.new_ids = [t for t in sid_tokens.all_ids if t >= before]
         if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(len(tokenizer))
-    if cfg.sid_init == "sampled":
-        sample_sid_rows(model, sid_tokens.all_ids)
+    # only rows this load added are initialised: a model folder that has its SID tokens (a trained
+    # sidrec model continued by ILRec / DPO) keeps its rows
+    if sid_tokens.new_ids and cfg.sid_init in ("sampled", "tfidf"):  # tfidf: the trainer's hook adds SA-Init
+        sample_sid_rows(model, sid_tokens.new_ids)
     if init_sid_rows is not None:
         init_sid_rows(model, tokenizer, sid_tokens)
     neutralise_generation_config(model, tokenizer)

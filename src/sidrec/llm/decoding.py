@@ -24,7 +24,7 @@ forward per trie node), and each item's score is the sum of its levels' log-prob
 from __future__ import annotations
 
 import copy
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -74,10 +74,50 @@ class CausalLMStepper:
         return past, mask[rows], next_pos[rows]
 
 
-def _logprobs_of(logits: torch.Tensor, token_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[token_ids] over the full vocabulary; -inf where not valid."""
+class SIDRowsStepper(CausalLMStepper):
+    """A causal LM that scores only the SID tokens: the decoder's last hidden state times the SID rows
+    of the LM head, so logits are [N, n_sid] (column j = row j of `rows`) instead of [N, vocabulary].
+
+    For level-normalised decoding (`normalize="level"`, models trained with `data.sid_softmax: level`),
+    which never reads another column; pair it with a `TokenTrie` whose token ids are those columns
+    (`step` is fed columns and maps them back to vocabulary ids with `token_ids`).
+    """
+
+    def __init__(self, model: Any, token_ids: torch.Tensor, rows: torch.Tensor,
+                 bias: torch.Tensor | None = None) -> None:
+        super().__init__(model)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+        self.decoder = base.get_decoder()
+        self.token_ids = token_ids  # column j → vocabulary id
+        self.rows = rows
+        self.bias = bias
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = hidden @ self.rows.T.to(hidden.dtype)
+        return logits if self.bias is None else logits + self.bias
+
+    @torch.no_grad()
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = self.decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                           use_cache=True)
+        next_pos = attention_mask.long().sum(-1)
+        return self._logits(out.last_hidden_state[:, -1]), (out.past_key_values, attention_mask, next_pos)
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        past, mask, next_pos = state
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        out = self.decoder(input_ids=self.token_ids[tokens.view(-1, 1)], attention_mask=mask,
+                           position_ids=next_pos.view(-1, 1), past_key_values=past, use_cache=True)
+        return self._logits(out.last_hidden_state[:, -1]), (out.past_key_values, mask, next_pos + 1)
+
+
+def _logprobs_of(logits: torch.Tensor, token_ids: torch.Tensor, valid: torch.Tensor,
+                 norm_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """log softmax(logits)[token_ids] over the full vocabulary (or over `norm_ids` only); -inf where not valid."""
     logits = logits.float()
-    lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+    lse = torch.logsumexp(logits if norm_ids is None else logits[:, norm_ids], dim=-1, keepdim=True)
     out = logits.gather(1, token_ids) - lse
     return out.masked_fill(~valid, NEG_INF)
 
@@ -91,10 +131,13 @@ def beam_search(
     *,
     num_beams: int = 20,
     top_k: int | None = None,
+    normalize: Literal["full", "level"] = "full",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-`top_k` distinct items per prompt: (item indices [B, K], log-prob scores [B, K]), best first.
 
     Deterministic. Rows with fewer than K reachable items are padded with item -1 / score -inf.
+    `normalize="level"`: each token's log-probability is taken over its level's SID tokens only
+    (models trained with `data.sid_softmax: level`).
     """
     trie = token_trie.trie
     device = input_ids.device
@@ -114,7 +157,8 @@ def beam_search(
         child, _, valid = trie.allowed_children(depth, flat_nodes)  # [B*width, C]
         tok, _ = token_trie.allowed_token_ids(depth, flat_nodes)
         n_children = child.shape[1]
-        cand = scores.reshape(-1, 1) + _logprobs_of(logits, tok, valid)  # [B*width, C]
+        norm_ids = token_trie.token_ids[depth] if normalize == "level" else None
+        cand = scores.reshape(-1, 1) + _logprobs_of(logits, tok, valid, norm_ids)  # [B*width, C]
         cand = cand.view(batch, width * n_children)
         k = min(num_beams, width * n_children)
         scores, pos = cand.topk(k, dim=1)  # sorted, deterministic
@@ -144,6 +188,7 @@ def exact_item_scores(
     attention_mask: torch.Tensor,
     *,
     node_chunk: int = 256,
+    normalize: Literal["full", "level"] = "full",
 ) -> torch.Tensor:
     """log p(SID of item | prompt) for every item: [B, n_items] (the exact full ranking).
 
@@ -156,12 +201,14 @@ def exact_item_scores(
     logits, prompt_state = stepper.prefill(input_ids, attention_mask)
     codes_sorted = trie.codes[trie.order]  # [n, L] in sorted-rank order
     total = torch.zeros(batch, trie.n_items, device=input_ids.device)
-    _score_subtree(stepper, token_trie, codes_sorted, total, 0, 0, 1, prompt_state, logits, batch, node_chunk)
+    _score_subtree(stepper, token_trie, codes_sorted, total, 0, 0, 1, prompt_state, logits, batch, node_chunk,
+                   normalize == "level")
     return total[:, trie.rank_of_item]
 
 
 def _score_subtree(stepper: Stepper, token_trie: TokenTrie, codes_sorted: torch.Tensor, total: torch.Tensor,
-                   depth: int, lo: int, hi: int, state: Any, logits: torch.Tensor, batch: int, chunk: int) -> None:
+                   depth: int, lo: int, hi: int, state: Any, logits: torch.Tensor, batch: int, chunk: int,
+                   level_norm: bool = False) -> None:
     """Add the level-`depth` log-probs of the items under depth-`depth` nodes [lo, hi), then recurse.
 
     `state` / `logits` rows are (prompt b, node j) in prompt-major order: row = b * (hi - lo) + (j - lo).
@@ -171,7 +218,8 @@ def _score_subtree(stepper: Stepper, token_trie: TokenTrie, codes_sorted: torch.
     n = hi - lo
     ids = token_trie.token_ids[depth]
     lp = _logprobs_of(logits, ids.unsqueeze(0).expand(logits.shape[0], -1),
-                      torch.ones(logits.shape[0], ids.numel(), dtype=torch.bool, device=device)).view(batch, n, -1)
+                      torch.ones(logits.shape[0], ids.numel(), dtype=torch.bool, device=device),
+                      ids if level_norm else None).view(batch, n, -1)
     r0, r1 = int(trie.item_indptr[depth][lo]), int(trie.item_indptr[depth][hi])
     local = (trie.node_of_rank[depth][r0:r1] - lo) if depth > 0 else torch.zeros(r1 - r0, dtype=torch.long, device=device)
     total[:, r0:r1] += lp[:, local, codes_sorted[r0:r1, depth]]
@@ -186,7 +234,8 @@ def _score_subtree(stepper: Stepper, token_trie: TokenTrie, codes_sorted: torch.
         child_state = stepper.select(_clone_state(state), rows)
         tokens = ids[trie.child_codes[depth][a:b]].repeat(batch)
         child_logits, child_state = stepper.step(tokens, child_state)
-        _score_subtree(stepper, token_trie, codes_sorted, total, depth + 1, a, b, child_state, child_logits, batch, chunk)
+        _score_subtree(stepper, token_trie, codes_sorted, total, depth + 1, a, b, child_state, child_logits, batch, chunk,
+                       level_norm)
 
 
 def _fork_cache(cache: Any) -> Any:

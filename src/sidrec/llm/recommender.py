@@ -21,7 +21,7 @@ import torch
 
 from sidrec.errors import ConfigError, DataError
 from sidrec.llm.backbone import SIDTokens, add_sid_tokens, neutralise_generation_config, quiet_transformers
-from sidrec.llm.decoding import CausalLMStepper, Stepper, beam_search, exact_item_scores
+from sidrec.llm.decoding import CausalLMStepper, SIDRowsStepper, Stepper, beam_search, exact_item_scores
 from sidrec.llm.sft_data import PromptBuilder, SFTDataConfig, left_pad
 from sidrec.sids.table import SIDTable
 from sidrec.sids.trie import SIDTrie, TokenTrie
@@ -68,6 +68,11 @@ class GenerativeRecommender:
 
     # ------------------------------------------------------------------ inference
     @property
+    def normalize(self) -> Any:
+        """How SID token scores are normalised: "full" vocabulary or "level" (data.sid_softmax; causal LMs only)."""
+        return getattr(self.data_cfg, "sid_softmax", "full") if self.kind == "causal_lm" else "full"
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -92,6 +97,22 @@ class GenerativeRecommender:
     def stepper(self) -> Stepper:
         return CausalLMStepper(self.model)
 
+    def decoding(self) -> tuple[Stepper, TokenTrie]:
+        """The stepper and token trie decoding uses: level-normalised causal LMs score the SID tokens
+        only (`SIDRowsStepper`, a trie over those columns), everything else the full vocabulary."""
+        if self.normalize != "level" or self.kind != "causal_lm":
+            return self.stepper(), self.token_trie
+        from sidrec.llm.sid_head import head_rows
+
+        flat = [t for lvl in self.sid_tokens.per_level for t in lvl]
+        ids = torch.tensor(flat, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            rows, bias = head_rows(self.model, ids)
+        column = {t: j for j, t in enumerate(flat)}
+        trie = TokenTrie(self.token_trie.trie, [[column[t] for t in lvl] for lvl in self.sid_tokens.per_level],
+                         len(flat))
+        return SIDRowsStepper(self.model, ids, rows.detach(), None if bias is None else bias.detach()), trie
+
     def inputs(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = self.encode_prompts(histories)
         return ids.to(self.device), mask.to(self.device)
@@ -103,7 +124,9 @@ class GenerativeRecommender:
         self.model.eval()
         try:
             ids, mask = self.inputs(histories)
-            return beam_search(self.stepper(), self.token_trie, ids, mask, num_beams=max(num_beams, top_k), top_k=top_k)
+            stepper, trie = self.decoding()
+            return beam_search(stepper, trie, ids, mask, num_beams=max(num_beams, top_k), top_k=top_k,
+                               normalize=self.normalize)
         finally:
             self.model.train(was_training)
 
@@ -119,7 +142,8 @@ class GenerativeRecommender:
         self.model.eval()
         try:
             ids, mask = self.inputs(histories)
-            return exact_item_scores(self.stepper(), self.token_trie, ids, mask, node_chunk=node_chunk)
+            stepper, trie = self.decoding()
+            return exact_item_scores(stepper, trie, ids, mask, node_chunk=node_chunk, normalize=self.normalize)
         finally:
             self.model.train(was_training)
 
@@ -175,7 +199,8 @@ class GenerativeRecommender:
             raise DataError("the tokenizer's SID token ids differ from those the model was trained with",
                             path=meta_path, field="sid_token_ids")
         neutralise_generation_config(model, tokenizer)
-        return cls(model, tokenizer, table, sid_tokens, SFTDataConfig(**meta["data"]), kind=kind,
+        data = {"format": "prompt", "sid_softmax": "full", **meta["data"]}  # folders saved before these settings
+        return cls(model, tokenizer, table, sid_tokens, SFTDataConfig(**data), kind=kind,
                    extra=meta.get("extra"))
 
 

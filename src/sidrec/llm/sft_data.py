@@ -1,4 +1,4 @@
-"""SFT examples (prompt → response, loss on the response only) for the LC-Rec / MiniOneRec tasks.
+"""SFT examples for the LC-Rec / MiniOneRec tasks, as prompt → response or as item streams.
 
 Tasks (methods.md §3):
 - `seqrec`:   history SIDs → next item's SID (the main task, the only one evaluated)
@@ -12,6 +12,24 @@ always use template 0 (or the compact one). Histories keep the most recent `max_
 and, when `max_prompt_tokens` is set, drop whole items, oldest first, until the prompt fits.
 Responses end with the tokenizer's EOS. Task mixture weights scale each task's size per epoch
 (0.5 = a fresh random half each epoch, 2 = every example twice).
+
+Two formats for `seqrec` (`data.format`):
+- `prompt` (LC-Rec / MiniOneRec): one example per sliding window, history prompt → next item's SID,
+  one target per sequence.
+- `stream`: one example per user sequence of up to `max_history + 1` train items,
+  `History:<sid_1><sep><sid_2><sep>…<sid_n>`, with the loss on the SID tokens of every item after the
+  first. A causal LM sees only what precedes a position, so item j's tokens are predicted from
+  exactly the evaluation prompt of the window (items 1..j-1) — one forward pass supervises every
+  window of the stream (`stream_prompt` is that prompt; tested to give the same log-probabilities).
+  A user's train windows are chained back into their item sequence, which is cut into pieces of
+  `max_history + 1` items overlapping by one, so every train target is supervised exactly once and
+  conditions only on train items before it.
+The item-level tasks (item2sid, sid2item, fusion, TS-Rec's align tasks) stay prompt → response in
+both formats and mix in the same batches.
+
+`sid_softmax: level` scores a SID token against its own level's tokens only (training and decoding
+alike: constrained decoding never considers anything else), which replaces the vocabulary-sized
+LM head with a few small matrices on SID positions (`sid_aware_loss`).
 """
 
 from __future__ import annotations
@@ -23,12 +41,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sidrec.errors import ConfigError
 
 IGNORE_INDEX = -100
 TASKS = ("seqrec", "item2sid", "sid2item", "fusion")
+STREAM_PREFIX = "History:"
 
 TEMPLATES: dict[str, list[str]] = {
     "seqrec": [
@@ -73,6 +92,22 @@ class SFTDataConfig(BaseModel):
     separator: str = Field(", ", description="between the SIDs of a history")
     prompt_format: Literal["plain", "chat"] = Field(
         "plain", description="chat: wrap prompts in the tokenizer's chat template (instruct models)")
+    format: Literal["prompt", "stream"] = Field(
+        "stream", description="seqrec examples: prompt (one window → one target) or stream (one user "
+                              "sequence, a target at every item after the first)")
+    sid_softmax: Literal["full", "level"] = Field(
+        "level", description="SID tokens are scored against the full vocabulary or against their level's "
+                            "tokens only (training and decoding)")
+
+    @model_validator(mode="after")
+    def _stream_settings(self) -> SFTDataConfig:
+        if self.format == "stream" and self.prompt_format == "chat":
+            raise ValueError("data.format: stream needs data.prompt_format: plain (a chat template cannot "
+                             "wrap every position of a stream)")
+        if self.format == "stream" and self.max_prompt_tokens is not None:
+            raise ValueError("data.max_prompt_tokens applies to data.format: prompt; with format: stream, "
+                             "bound the length with data.max_history")
+        return self
 
 
 @dataclass
@@ -81,6 +116,16 @@ class TokenizedExample:
     input_ids: list[int]
     n_prompt: int  # the first n_prompt tokens are the prompt (labels ignored)
     history: tuple[str, ...] | None = None  # seqrec: the item ids behind the prompt (ILRec's CF model reads them)
+    # stream: the [start, end) token spans that carry a loss (None: everything from n_prompt on)
+    spans: list[tuple[int, int]] | None = None
+
+    def loss_spans(self) -> list[tuple[int, int]]:
+        return self.spans if self.spans is not None else [(self.n_prompt, len(self.input_ids))]
+
+    @property
+    def n_targets(self) -> int:
+        """Supervised items: one per span (a prompt → response example has one)."""
+        return len(self.loss_spans())
 
 
 @dataclass
@@ -93,6 +138,10 @@ class SFTCorpus:
 
     def sizes(self) -> dict[str, int]:
         return {t: int(len(v)) for t, v in self.task_index.items()}
+
+    def targets(self) -> dict[str, int]:
+        """Supervised targets per task (a stream example holds many; a prompt example one)."""
+        return {t: int(sum(self.examples[i].n_targets for i in v)) for t, v in self.task_index.items()}
 
     def epoch_order(self, weights: dict[str, float], epoch: int, seed: int) -> np.ndarray:
         """Example indices for one epoch: each task scaled by its weight, then shuffled (seeded)."""
@@ -169,8 +218,43 @@ class PromptBuilder:
         return ids
 
     def seqrec_prompts(self, histories: Sequence[Sequence[str]]) -> list[list[int]]:
-        """Evaluation prompts (template 0)."""
+        """Evaluation prompts (template 0, or the stream prefix of the history)."""
+        if self.cfg.format == "stream":
+            return [self.stream_prompt(h) for h in histories]
         return self.history_prompts("seqrec", histories, [0] * len(histories))
+
+    # ------------------------------------------------------------------ the stream format
+    def _stream_parts(self) -> tuple[list[int], list[int]]:
+        if getattr(self, "_parts", None) is None:
+            prefix = self.tokenizer(STREAM_PREFIX, add_special_tokens=True)["input_ids"]
+            sep = self.tokenizer(self.cfg.separator, add_special_tokens=False)["input_ids"] if self.cfg.separator else []
+            self._parts = (list(prefix), list(sep))
+        return self._parts
+
+    def stream_prompt(self, history: Sequence[str]) -> list[int]:
+        """`History:<sid_1><sep>…<sid_n><sep>`: the stream up to the position of the next item."""
+        prefix, sep = self._stream_parts()
+        ids = list(prefix)
+        for item in list(history)[-self.cfg.max_history:]:
+            ids += self.sid_ids[item] + sep
+        return ids
+
+    def stream_example(self, items: Sequence[str], is_target: Sequence[bool] | None = None) -> TokenizedExample:
+        """One stream of ≥ 2 items: the loss on the SID tokens of every item after the first (of
+        those marked in `is_target`)."""
+        prefix, sep = self._stream_parts()
+        ids = list(prefix)
+        spans: list[tuple[int, int]] = []
+        for k, item in enumerate(items):
+            if k > 0:
+                ids += sep
+                if is_target is None or is_target[k]:
+                    spans.append((len(ids), len(ids) + len(self.sid_ids[item])))
+            ids += self.sid_ids[item]
+        if not spans:
+            raise ValueError("a stream needs at least one target after its first item")
+        return TokenizedExample(task="seqrec", input_ids=ids, n_prompt=spans[0][0], history=tuple(items[:-1]),
+                                spans=spans)
 
     def title_response(self, titles: Sequence[str]) -> list[list[int]]:
         if not titles:
@@ -209,7 +293,12 @@ def build_corpus(
     if len(nonempty) < len(histories):
         skipped["seqrec: examples with an empty history"] = len(histories) - len(nonempty)
     weights = cfg.tasks
-    if weights.get("seqrec", 0) > 0:
+    if weights.get("seqrec", 0) > 0 and cfg.format == "stream":
+        streams = train_streams(train, cfg.max_history)
+        start = len(examples)
+        examples.extend(builder.stream_example(items, mask) for _, items, mask in streams)
+        index["seqrec"] = list(range(start, len(examples)))
+    elif weights.get("seqrec", 0) > 0:
         prompts = builder.history_prompts("seqrec", [histories[k] for k in nonempty], nonempty)
         add("seqrec", prompts, [builder.sid_ids[targets[k]] + [builder.eos] for k in nonempty],
             [histories[k] for k in nonempty])
@@ -242,6 +331,43 @@ def build_corpus(
                      skipped=skipped)
 
 
+def train_streams(train: pd.DataFrame, max_history: int) -> list[tuple[str, list[str], list[bool]]]:
+    """(user, items, is_target) streams of at most `max_history + 1` items covering every train target once.
+
+    A user's train rows (in the split's order) are chained while each row's history is the tail of
+    the chain so far (its length = min(chain, longest history in the split)); a row that breaks the
+    chain starts a new one from its own history, whose items are context only (`is_target` False:
+    only the split's own targets are ever supervised). Each chain is cut into pieces of
+    `max_history + 1` items overlapping by one item; a piece's first item is context, so every
+    target is supervised exactly once, after the (at most `max_history`) chain items before it.
+    Rows with an empty history are left out (counted by the caller).
+    """
+    longest = max((len(h) for h in train["history"]), default=0)
+    chains: list[tuple[str, list[str], list[bool]]] = []
+    open_chain: dict[str, int] = {}
+    for user, hist, target in zip(train["user_id"].astype(str), train["history"], train["target"].astype(str),
+                                  strict=True):
+        h = [str(i) for i in hist]
+        if not h:
+            continue
+        k = open_chain.get(user)
+        if k is not None:
+            _, items, flags = chains[k]
+            if len(h) == min(len(items), longest) and items[len(items) - len(h):] == h:
+                items.append(target)
+                flags.append(True)
+                continue
+        open_chain[user] = len(chains)
+        chains.append((user, h + [target], [False] * len(h) + [True]))
+    out: list[tuple[str, list[str], list[bool]]] = []
+    for user, items, flags in chains:
+        for start in range(0, len(items) - 1, max_history):
+            piece, mask = items[start:start + max_history + 1], flags[start:start + max_history + 1]
+            if any(mask[1:]):
+                out.append((user, piece, mask))
+    return out
+
+
 class SFTCollator:
     """Left-pads a batch so every response ends at the last position; labels are -100 on the
     prompt and on padding (loss on responses only).
@@ -257,27 +383,29 @@ class SFTCollator:
         self.max_length = max_length
 
     def __call__(self, batch: list[TokenizedExample]) -> dict[str, torch.Tensor]:
-        seqs = []
+        seqs: list[tuple[list[int], list[tuple[int, int]]]] = []
         for ex in batch:
-            ids, n_prompt = ex.input_ids, ex.n_prompt
+            ids, spans = ex.input_ids, ex.loss_spans()
             if self.max_length is not None and len(ids) > self.max_length:
                 cut = len(ids) - self.max_length  # drop from the prompt's start, keep the response whole
-                if cut >= n_prompt:
-                    raise ConfigError(f"training.max_length={self.max_length} is shorter than a {ex.task} response")
-                ids, n_prompt = ids[cut:], n_prompt - cut
-            seqs.append((ids, n_prompt))
+                if cut >= spans[0][0]:
+                    what = "stream (lower data.max_history)" if ex.spans is not None else f"{ex.task} response"
+                    raise ConfigError(f"training.max_length={self.max_length} is shorter than a {what}")
+                ids, spans = ids[cut:], [(a - cut, b - cut) for a, b in spans]
+            seqs.append((ids, spans))
         width = max(len(s) for s, _ in seqs)
         input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
         attention = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, (ids, n_prompt) in enumerate(seqs):
+        for row, (ids, spans) in enumerate(seqs):
             t = torch.tensor(ids, dtype=torch.long)
             start = width - len(ids)
             input_ids[row, start:] = t
             attention[row, start:] = 1
-            labels[row, start + n_prompt:] = t[n_prompt:]
+            for a, b in spans:
+                labels[row, start + a:start + b] = t[a:b]
         position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
-        response_width = max(len(ids) - n_prompt for ids, n_prompt in seqs) + 1
+        response_width = max(len(ids) - spans[0][0] for ids, spans in seqs) + 1
         return {"input_ids": input_ids, "attention_mask": attention, "position_ids": position_ids, "labels": labels,
                 "response_width": torch.tensor(min(response_width, width))}
 

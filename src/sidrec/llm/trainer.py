@@ -43,6 +43,8 @@ from sidrec.llm.backbone import BackboneConfig, count_parameters, load_backbone
 from sidrec.llm.evaluate import evaluate_frame, fixed_sample
 from sidrec.llm.recommender import GenerativeRecommender, sid_maps
 from sidrec.llm.dpo import DPOSettings
+from sidrec.llm.param_groups import adamw, param_groups
+from sidrec.llm.sid_head import SIDLevels, sid_aware_loss
 from sidrec.llm.ilrec import ILRecSettings
 from sidrec.llm.tsrec import TSRecSettings
 from sidrec.llm.sft_data import (
@@ -62,6 +64,21 @@ from sidrec.utils.runs import RunDir
 from sidrec.utils.seed import seed_everything
 
 
+PROMPT_METHODS = ("ilrec", "dpo", "sdpo")  # their losses read one prompt → response per example, full vocabulary
+# what a config.yaml / sidrec.json written before these settings existed was trained with
+LEGACY_DEFAULTS = {"data": {"format": "prompt", "sid_softmax": "full"}, "model": {"sid_init": "mean"}}
+
+
+def with_legacy_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """A saved run config with the settings it predates filled in as they were then (prompt format,
+    full softmax, mean init), so old runs resume, continue and evaluate exactly as they trained."""
+    out = dict(values)
+    for section, defaults in LEGACY_DEFAULTS.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {**defaults, **out[section]}
+    return out
+
+
 class TrainingSettings(BaseModel):
     """Optimisation, schedule, evaluation cadence and early stopping."""
 
@@ -71,8 +88,10 @@ class TrainingSettings(BaseModel):
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
     batch_size: int = Field(16, ge=1, description="examples per process per micro-batch")
     grad_accum: int = Field(1, ge=1)
-    lr: float = Field(3e-4, gt=0)
+    lr: float = Field(3e-4, gt=0, description="learning rate of the pretrained weights (and LoRA adapters)")
     weight_decay: float = Field(0.0, ge=0)
+    sid_lr: float | None = Field(None, gt=0, description="learning rate of the new SID token rows (None: lr)")
+    sid_weight_decay: float | None = Field(None, ge=0, description="weight decay of the SID rows (None: weight_decay)")
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
@@ -125,6 +144,16 @@ class SFTConfig(BaseModel):
         if self.method == "ilrec" and self.ilrec.use_crr and self.ilrec.cf_run is None:
             raise ValueError("ilrec.use_crr needs ilrec.cf_run, a trained SASRec run (`sidrec train sasrec`); "
                              "or set ilrec.use_crr: false")
+        if self.method in PROMPT_METHODS:  # their default is the prompt form; an explicit stream is refused
+            unset = {"format", "sid_softmax"} - self.data.model_fields_set
+            if "format" in unset:
+                self.data.format = "prompt"
+            if "sid_softmax" in unset:
+                self.data.sid_softmax = "full"
+        if self.method in PROMPT_METHODS and (self.data.format != "prompt" or self.data.sid_softmax != "full"):
+            raise ValueError(f"method {self.method} needs data.format: prompt and data.sid_softmax: full (its losses "
+                             "read one prompt → response per example over the full vocabulary); train stage 1 "
+                             "with those settings, or set them for this run")
         if self.method in ("dpo", "sdpo") and self.dpo.negatives is None:
             raise ValueError(f"method {self.method} needs dpo.negatives, a file from `sidrec negatives sample "
                              "--run RUN_SFT`")
@@ -174,8 +203,28 @@ class SFTTrainer:
 
     # ------------------------------------------------------------------ hooks for subclasses
     def load_model(self, table: SIDTable) -> tuple[Any, Any, Any]:
-        """(model, tokenizer, SID tokens)."""
-        return load_backbone(self.config.model, table.vocab(), device=self.device)
+        """(model, tokenizer, SID tokens); `model.sid_init: tfidf` writes SA-Init rows from the tfidf teacher."""
+        init = self.tfidf_init_rows(table) if self.config.model.sid_init == "tfidf" else None
+        return load_backbone(self.config.model, table.vocab(), device=self.device, init_sid_rows=init)
+
+    def tfidf_init_rows(self, table: SIDTable) -> Any:
+        """An `init_sid_rows` that SA-Inits the SID tokens whose items have text (keywords of the offline
+        tfidf teacher, computed here in seconds); the others keep their sampled rows."""
+        from sidrec.llm.tsrec import sa_init
+        from sidrec.semantics.tfidf import tfidf_semantics
+
+        semantics = {s.token: s for s in tfidf_semantics(self.dataset, table)}
+
+        def write(model: Any, tokenizer: Any, sid_tokens: Any) -> None:
+            if not sid_tokens.new_ids:
+                self._log("sid_init tfidf: the model folder has its SID tokens already; its rows are kept")
+                return
+            report = sa_init(model, tokenizer, sid_tokens, semantics).to_dict()
+            self._log(f"sid_init tfidf: SA-Init {report['initialised']}, sampled {report['without_semantics']}")
+            if self.is_main:
+                console.print(f"[bold]sid_init tfidf[/bold] SA-Init {report['initialised']} "
+                              f"(sampled: {report['without_semantics']})")
+        return write
 
     def build_corpus(self, dataset: Dataset, table: SIDTable) -> SFTCorpus:
         strings, ids = sid_maps(table, self.sid_tokens)
@@ -200,7 +249,10 @@ class SFTTrainer:
 
     def lm_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean cross-entropy over response tokens (labels -100 elsewhere); also the validation loss."""
-        loss, _ = response_logits_loss(model, batch)
+        if self.config.data.sid_softmax == "level":
+            loss, _ = sid_aware_loss(model, batch, self.sid_levels)
+        else:
+            loss, _ = response_logits_loss(model, batch)
         return loss
 
     # ------------------------------------------------------------------ setup
@@ -217,15 +269,19 @@ class SFTTrainer:
                                      self.t.max_length)
         self.corpus = self.build_corpus(self.dataset, self.table)
         sizes = self.corpus.sizes()
-        self._log(f"SFT corpus: {sizes}; skipped: {self.corpus.skipped}")
+        targets = self.corpus.targets()
+        self._log(f"SFT corpus ({self.config.data.format} format): examples {sizes}, targets {targets}; "
+                  f"skipped: {self.corpus.skipped}")
         if self.is_main:
-            console.print(f"[bold]corpus[/bold] {sizes}" + (f"  skipped {self.corpus.skipped}" if self.corpus.skipped else ""))
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        decay = [p for p in trainable if p.ndim >= 2]
-        no_decay = [p for p in trainable if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.t.lr)
+            console.print(f"[bold]corpus[/bold] {sizes} (targets {targets})"
+                          + (f"  skipped {self.corpus.skipped}" if self.corpus.skipped else ""))
+        if self.config.data.sid_softmax == "level":
+            vocab = int(self.model.get_output_embeddings().weight.shape[0])
+            self.sid_levels = SIDLevels(self.sid_tokens.per_level, vocab).to(self.device)
+        groups, self.sid_rows = param_groups(self.model, self.sid_tokens.all_ids, lr=self.t.lr,
+                                             weight_decay=self.t.weight_decay, sid_lr=self.t.sid_lr,
+                                             sid_weight_decay=self.t.sid_weight_decay)
+        self.optimizer = adamw(groups, self.t.lr)
         self.steps_per_epoch = self._steps_per_epoch()
         total = self.steps_per_epoch * self.t.epochs
         if self.t.max_steps is not None:
@@ -309,7 +365,8 @@ class SFTTrainer:
             strings, ids = sid_maps(self.table, self.sid_tokens)
             builder = PromptBuilder(self.tokenizer, strings, ids, self.config.data)
             prompts = builder.seqrec_prompts([list(h) for h in frame["history"]])
-            self._valid_examples = [TokenizedExample("seqrec", p + ids[str(t)] + [builder.eos], len(p))
+            end = [] if self.config.data.format == "stream" else [builder.eos]  # a stream never ends an item with EOS
+            self._valid_examples = [TokenizedExample("seqrec", p + ids[str(t)] + end, len(p))
                                     for p, t in zip(prompts, frame["target"], strict=True)]
         return self._valid_examples
 
@@ -352,7 +409,7 @@ class SFTTrainer:
     def train(self, resume: bool = False) -> dict[str, Any]:
         self.setup()
         state = {"epoch": 0, "micro_step": 0, "global_step": 0, "best": None, "best_step": None,
-                 "bad_evals": 0, "stopped": None, "train_time_s": 0.0}
+                 "bad_evals": 0, "stopped": None, "train_time_s": 0.0, "eval_time_s": 0.0, "targets_seen": 0}
         if resume:
             loaded = self.load_checkpoint()
             if loaded is not None:
@@ -374,6 +431,8 @@ class SFTTrainer:
                 while state["micro_step"] < len(batches):
                     group = batches[state["micro_step"]: state["micro_step"] + self.t.grad_accum]
                     logs = self._optimizer_step(group)
+                    state["targets_seen"] = state.get("targets_seen", 0) + sum(
+                        self.corpus.examples[j].n_targets for b in group for j in b)
                     state["micro_step"] += len(group)
                     state["global_step"] += 1
                     running_loss += logs["loss"]
@@ -431,7 +490,11 @@ class SFTTrainer:
                 extra[k] = extra.get(k, 0.0) + float(v) / n_micro
         if self.t.max_grad_norm is not None:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.t.max_grad_norm)
+        if self.sid_rows is not None:
+            self.sid_rows.before_step(self.optimizer)
         self.optimizer.step()
+        if self.sid_rows is not None:
+            self.sid_rows.after_step(self.optimizer)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.world > 1:
@@ -450,6 +513,7 @@ class SFTTrainer:
     def _evaluate_and_maybe_stop(self, state: dict[str, Any], history_path: Path, t_start: float) -> bool:
         t0 = time.time()
         metrics = self.evaluate_validation()
+        state["eval_time_s"] = state.get("eval_time_s", 0.0) + time.time() - t0
         score = self._score(metrics)
         improved = state["best"] is None or score > state["best"]
         if improved:
@@ -484,7 +548,12 @@ class SFTTrainer:
             "train": {"steps": state["global_step"], "epochs_completed": state["epoch"], "stopped": state["stopped"],
                       "best_step": state["best_step"], "best_valid_score": state["best"],
                       "time_s": round(state["train_time_s"], 1), "world_size": self.world,
-                      "corpus": self.corpus.sizes(), "skipped": self.corpus.skipped,
+                      "eval_time_s": round(state.get("eval_time_s", 0.0), 1),
+                      "targets_seen": int(state.get("targets_seen", 0)),
+                      "targets_per_second": round(state.get("targets_seen", 0) / max(
+                          1e-9, state["train_time_s"] - state.get("eval_time_s", 0.0)), 2),
+                      "corpus": self.corpus.sizes(), "targets": self.corpus.targets(),
+                      "data_format": self.config.data.format, "skipped": self.corpus.skipped,
                       "parameters": count_parameters(rec.model), **peak_memory(self.device)},
             "param_checksums": self._param_checksums(),
         }

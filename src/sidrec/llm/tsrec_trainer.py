@@ -52,8 +52,11 @@ class TSRecTrainer(SFTTrainer):
                                           levels=resolve_levels(ts.sa_init.levels, table.prefixes),
                                           init_output=ts.sa_init.init_output)
 
-        loaded = load_backbone(self.config.model, table.vocab(), device=self.device,
-                               init_sid_rows=write_sid_rows if ts.sa_init.enabled else None)
+        if ts.sa_init.enabled:
+            init = write_sid_rows
+        else:  # no TS-Rec SA-Init: the model's own sid_init (tfidf included) applies
+            init = self.tfidf_init_rows(table) if self.config.model.sid_init == "tfidf" else None
+        loaded = load_backbone(self.config.model, table.vocab(), device=self.device, init_sid_rows=init)
         if self.sa_init_report is not None:
             info = self.sa_init_report.to_dict()
             self._log(f"SA-Init: {info}")

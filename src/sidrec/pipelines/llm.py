@@ -66,7 +66,9 @@ def continue_from(run: str | Path, method: str, overrides: dict[str, Any] | None
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"--from {run}: not a run folder (config.yaml is missing); give a finished `sidrec train sft` run")
     model_dir = resolve_model_dir(run)
-    values = read_yaml(run / "config.yaml") or {}
+    from sidrec.llm.trainer import with_legacy_defaults
+
+    values = with_legacy_defaults(read_yaml(run / "config.yaml") or {})
     if values.get("method", "sft") not in ("sft", "tsrec", "ilrec", "dpo", "sdpo"):
         raise ConfigError(f"--from {run}: a {values.get('method')} run cannot be continued as {method}")
     values["method"] = method
@@ -136,7 +138,9 @@ def train_sft(
     out = Path(out)
     values: dict[str, Any] = {}
     if resume and (out / "config.yaml").is_file():
-        values = read_yaml(out / "config.yaml") or {}
+        from sidrec.llm.trainer import with_legacy_defaults
+
+        values = with_legacy_defaults(read_yaml(out / "config.yaml") or {})
     if isinstance(config, (str, Path)):
         values = merge_config(values, read_yaml(config) or {})
     elif config:

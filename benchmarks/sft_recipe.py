@@ -1,0 +1,155 @@
+"""On / off ablation of each part of the SFT recipe, on the demo's synthetic data (or industrial-partial).
+
+Every arm is the dataset's packaged CPU config's `sft` entry (the recipe) with one change, trained
+for the same number of optimizer steps as the recipe (so the same compute budget: the question is
+what the machine gets out of a fixed time), on the same split, seed and SIDs; all arms are
+evaluated on the whole test split and compared with the recipe by a paired bootstrap.
+
+| arm | change |
+|---|---|
+| recipe | the config's `sft` entry |
+| prompt_format | `data.format: prompt` (one target per example, the LC-Rec / MiniOneRec form) |
+| full_softmax | `data.sid_softmax: full` |
+| mean_init | `model.sid_init: mean` (the library's resize: every SID row starts as one vector) |
+| tfidf_init / sampled_init | the other distinct initialisation |
+| one_lr | `training.sid_lr` unset: one learning rate for every weight |
+| old | the previous demo recipe: prompt, full softmax, mean init, one lr of 2e-3, 230 steps |
+
+    python benchmarks/sft_recipe.py --epochs 4           # the demo, every arm, a 4-epoch recipe
+    python benchmarks/sft_recipe.py --arms recipe tfidf_init
+    python benchmarks/sft_recipe.py --collect
+
+Writes benchmarks/results/sft_recipe.json: summary `<ds>.<arm>.ndcg@10`, `<ds>.<arm>.ndcg@10_vs_recipe`
+(`_lo` / `_hi`), `<ds>.<arm>.train_seconds`, `<ds>.<arm>.targets_per_second`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from _common import METRICS, RESULTS, ROOT, console, paired_ci, write_result
+from sidrec.evaluation.metrics import per_example_metrics
+from sidrec.pipelines.run import load_pipeline_config, run_pipeline
+from sidrec.utils.io import read_json
+
+CONFIGS = {"demo": "demo-cpu", "industrial": "industrial-partial-cpu"}
+ARMS = ("recipe", "prompt_format", "full_softmax", "mean_init", "tfidf_init", "sampled_init", "one_lr", "old")
+
+
+def arm_config(base: dict[str, Any], arm: str, steps: int | None) -> dict[str, Any] | None:
+    """The recipe's sft entry with one change (None when the change is a no-op for this config)."""
+    cfg = copy.deepcopy(base)
+    model, data, training = cfg.setdefault("model", {}), cfg.setdefault("data", {}), cfg.setdefault("training", {})
+    if arm == "prompt_format":
+        data["format"] = "prompt"
+    elif arm == "full_softmax":
+        data["sid_softmax"] = "full"
+    elif arm in ("mean_init", "tfidf_init", "sampled_init"):
+        init = arm.removesuffix("_init")
+        if model.get("sid_init", "mean") == init:
+            return None
+        model["sid_init"] = init
+    elif arm == "one_lr":
+        training.pop("sid_lr", None)
+    elif arm == "old":
+        model.pop("sid_init", None)
+        for key in ("format", "sid_softmax", "separator"):
+            data.pop(key, None)
+        data["tasks"] = {"seqrec": 0.35, "item2sid": 1.0}
+        data["max_history"] = 10
+        training.pop("sid_lr", None)
+        training["lr"] = 0.002
+        return cfg | {"training": {**training, "epochs": 1}}
+    if arm != "recipe" and steps is not None:
+        training["max_steps"] = steps
+        training["epochs"] = 1000  # max_steps decides
+    return cfg
+
+
+def per_example(run: Path) -> dict[str, np.ndarray]:
+    import pandas as pd
+
+    return per_example_metrics(pd.read_parquet(run / "ranks_test.parquet")["rank"].to_numpy())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", choices=list(CONFIGS), default="demo")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-recipe")
+    ap.add_argument("--collect", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=None, help="the recipe's epochs (default: the config's)")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    base_cfg = load_pipeline_config(CONFIGS[args.dataset])
+    recipe = copy.deepcopy(base_cfg.train["sft"])
+    if args.epochs is not None:
+        recipe.setdefault("training", {})["epochs"] = args.epochs
+    out = args.work / args.dataset
+    arms = ["recipe"] + [a for a in args.arms if a != "recipe"]
+    steps = None
+    done: dict[str, Path] = {}
+    for arm in arms:
+        run = out / arm
+        if arm != "recipe" and steps is None and (out / "recipe" / "metrics.json").is_file():
+            steps = int(read_json(out / "recipe" / "metrics.json")["train"]["steps"])
+        cfg = arm_config(recipe, arm, steps)
+        if cfg is None:
+            console.print(f"{arm}: the recipe already uses it; skipped")
+            continue
+        if not args.collect:
+            pipe = load_pipeline_config(CONFIGS[args.dataset]).model_copy(update={"train": {arm: cfg}})
+            run_pipeline(pipe, out)
+        if (run / "ranks_test.parquet").is_file():
+            done[arm] = run
+            if arm == "recipe":
+                steps = int(read_json(run / "metrics.json")["train"]["steps"])
+    path = RESULTS / "sft_recipe.json"
+    old = read_json(path) if path.is_file() else {}
+    raw = dict(old.get("raw", {}))
+    summary = {k: v for k, v in old.get("summary", {}).items() if not k.startswith(f"{args.dataset}.")}
+    ref = per_example(done["recipe"])
+    rows = {}
+    for arm, run in done.items():
+        m = read_json(run / "metrics.json")
+        pe = per_example(run)
+        rows[arm] = {"test": {k: float(pe[k].mean()) for k in METRICS}, "config": read_json(run / "stage.json").get("config"),
+                     "steps": m["train"]["steps"], "train_seconds": m["train"]["time_s"],
+                     "targets_per_second": m["train"].get("targets_per_second"),
+                     "best_step": m["train"]["best_step"], "n": int(len(pe["ndcg@10"]))}
+        if arm != "recipe":
+            rows[arm]["vs_recipe"] = paired_ci(ref, pe)
+        summary[f"{args.dataset}.{arm}.ndcg@10"] = rows[arm]["test"]["ndcg@10"]
+        summary[f"{args.dataset}.{arm}.train_seconds"] = rows[arm]["train_seconds"]
+        summary[f"{args.dataset}.{arm}.targets_per_second"] = rows[arm]["targets_per_second"]
+        if arm != "recipe":
+            c = rows[arm]["vs_recipe"]["ndcg@10"]
+            key = f"{args.dataset}.{arm}.ndcg@10_vs_recipe"
+            summary[key], summary[f"{key}_lo"], summary[f"{key}_hi"] = c["diff"], c["ci95"][0], c["ci95"][1]
+    raw[args.dataset] = rows
+    t = Table(title=f"SFT recipe ablation · {args.dataset} · test ({rows['recipe']['n']:,} rows), one seed")
+    for col in ("arm", "steps", "NDCG@10", "Δ vs recipe [95% CI]", "HR@10", "train s", "targets/s"):
+        t.add_column(col, justify="right")
+    for arm, r in rows.items():
+        d = r.get("vs_recipe", {}).get("ndcg@10")
+        t.add_row(arm, str(r["steps"]), f"{r['test']['ndcg@10']:.4f}",
+                  f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "—",
+                  f"{r['test']['hr@10']:.4f}", f"{r['train_seconds']:.0f}", f"{r['targets_per_second'] or 0:.0f}")
+    console.print(t)
+    path = write_result("sft_recipe", summary=summary, config={"datasets": {args.dataset: CONFIGS[args.dataset]},
+                                                                "arms": arms, "recipe_epochs": args.epochs},
+                        raw=raw)
+    console.print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
