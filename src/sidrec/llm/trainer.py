@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -57,6 +56,7 @@ from sidrec.llm.sft_data import (
     response_logits_loss,
 )
 from sidrec.sids.table import SIDTable
+from sidrec.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from sidrec.utils.device import peak_memory
 from sidrec.utils.io import atomic_dir, atomic_path, write_json
 from sidrec.utils.progress import console, progress
@@ -326,11 +326,10 @@ class SFTTrainer:
             self.accelerator.wait_for_everyone()
             return
         with atomic_dir(self.run.path / "checkpoint") as tmp:
-            torch.save(weights, tmp / "weights.pt")
-            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                       tmp / "optimizer.pt")
-            torch.save({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp / "rng.pt")
+            save_state(tmp / "weights.pt", weights)
+            save_state(tmp / "optimizer.pt", {"optimizer": self.optimizer.state_dict(),
+                                              "scheduler": self.scheduler.state_dict()})
+            save_state(tmp / "rng.pt", rng_state())
             write_json(tmp / "progress.json", progress_state)
         self.accelerator.wait_for_everyone()
 
@@ -338,23 +337,18 @@ class SFTTrainer:
         ckpt = self.run.path / "checkpoint"
         if not (ckpt / "progress.json").is_file():
             return None
-        self._load_trainable_state(torch.load(ckpt / "weights.pt", map_location="cpu", weights_only=True))
-        opt = torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=False)
+        self._load_trainable_state(load_state(ckpt / "weights.pt"))
+        opt = load_state(ckpt / "optimizer.pt")
         self.optimizer.load_state_dict(opt["optimizer"])
         self.scheduler.load_state_dict(opt["scheduler"])
-        rng = torch.load(ckpt / "rng.pt", map_location="cpu", weights_only=False)
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        set_rng_state(load_state(ckpt / "rng.pt"))
         return json.loads((ckpt / "progress.json").read_text())
 
     def save_best(self) -> None:
         weights = self._trainable_state()
         if self.is_main:
             with atomic_path(self.run.path / "best_weights.pt") as tmp:
-                torch.save(weights, tmp)
+                save_state(tmp, weights)
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------ evaluation
@@ -538,7 +532,7 @@ class SFTTrainer:
     def finish(self, state: dict[str, Any]) -> dict[str, Any]:
         best = self.run.path / "best_weights.pt"
         if best.is_file():
-            self._load_trainable_state(torch.load(best, map_location="cpu", weights_only=True))
+            self._load_trainable_state(load_state(best))
         rec = self.make_recommender()
         if self.is_main:
             rec.save(self.run.path / "model")

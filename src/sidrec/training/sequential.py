@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -57,6 +56,7 @@ from sidrec.models.sasrec import SASRec
 from sidrec.utils.device import resolve_device
 from sidrec.utils.io import atomic_path, read_yaml, write_text
 from sidrec.utils.progress import progress as progress_bar
+from sidrec.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from sidrec.utils.seed import seed_everything
 
 if TYPE_CHECKING:
@@ -313,12 +313,12 @@ class SequentialTrainer:
             "train_time_s": 0.0,
         }
         if resuming:
-            ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
+            ckpt = load_state(ckpt_path, map_location=dev)
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             shuffle.set_state(ckpt["rng"]["shuffle"].cpu())
-            _set_rng_state(ckpt["rng"])
+            set_rng_state(ckpt["rng"])
             state = ckpt["state"]
             self._write_history(state["history"])
 
@@ -418,11 +418,11 @@ class SequentialTrainer:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "state": state,
-            "rng": {**_get_rng_state(), "shuffle": shuffle.get_state()},
+            "rng": {**rng_state(), "shuffle": shuffle.get_state()},
             "config": self.resolved_config(),
         }
         with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+            save_state(tmp, payload)
 
     def _write_history(self, history: list[dict[str, Any]]) -> None:
         write_text(self.path / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
@@ -509,23 +509,6 @@ def _lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
         return 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1.0 - progress
 
     return f
-
-
-def _get_rng_state() -> dict[str, Any]:
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-
-
-def _set_rng_state(rng: dict[str, Any]) -> None:
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"].cpu())
-    if rng.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
 
 
 # ---------------------------------------------------------------------- popularity
