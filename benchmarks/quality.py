@@ -11,13 +11,13 @@ popularity on the same rows.
     python benchmarks/quality.py --datasets demo --seeds 0 1 2          # the demo (synthetic)
     python benchmarks/quality.py --datasets industrial --seeds 0        # industrial-partial
     python benchmarks/quality.py --collect                              # only read finished runs
-    python benchmarks/quality.py --profile                              # + the side-by-side cost of the old and new recipe
 
 Writes benchmarks/results/quality.json: summary keys `<ds>.<model>.<metric>` (mean over seeds of
 hr@5 / ndcg@5 / hr@10 / ndcg@10, and recall@K = hr@K), `<ds>.sft.ndcg@10_vs_sasrec` and
 `<ds>.sft.ndcg@10_vs_pop` with `_lo` / `_hi` (95% CI), `<ds>.sft.train_seconds`, `<ds>.seeds`,
-`<ds>.test_rows`; with `--profile`, `sft.targets_per_second.old` / `.new` and
-`sft.targets_per_second_ratio` measured one after the other in this process (benchmarks/sft_profile.py).
+`<ds>.test_rows`; `sft.targets_per_second.old` / `.new` and `sft.targets_per_second_ratio`, copied from
+benchmarks/results/sft_profile.json (`python benchmarks/sft_profile.py`: both recipes side by side in one
+run, industrial-partial, the CPU config's depth).
 Published context: ../shared/data/README.md.
 """
 
@@ -111,21 +111,18 @@ def collect(outs: dict[int, Path]) -> dict[str, Any]:
             "paired": paired}
 
 
-def profile_cost(threads: int) -> dict[str, Any]:
+def profile_cost() -> dict[str, Any] | None:
     """Targets per second of the old (prompt, full softmax) and new (stream, level softmax) recipe,
-    side by side at the industrial CPU config's depth (benchmarks/sft_profile.py)."""
-    import tempfile
-
-    import sft_profile
-
-    cfg = load_pipeline_config("industrial-partial-cpu")
-    layers = int(cfg.train["sft"]["model"]["num_layers"])
-    args = argparse.Namespace(layers=layers, batch_size=16, steps=10, warmup=2, eval_rows=50, threads=threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        data, sids, data_cfg = sft_profile.dataset_paths("industrial", Path(tmp))
-        rows = {r: sft_profile.profile_recipe(r, data, sids, data_cfg, args, Path(tmp))
-                for r in ("prompt_full", "stream_level")}
-    return {"layers": layers, "old": rows["prompt_full"], "new": rows["stream_level"]}
+    measured side by side in one run at the industrial CPU config's depth by benchmarks/sft_profile.py."""
+    path = RESULTS / "sft_profile.json"
+    if not path.is_file():
+        return None
+    prof = read_json(path)
+    rows = {r["recipe"]: r for r in prof["raw"]}
+    if "prompt_full" not in rows or "stream_level" not in rows:
+        return None
+    return {"source": "benchmarks/results/sft_profile.json", "layers": prof["config"]["layers"],
+            "old": rows["prompt_full"], "new": rows["stream_level"]}
 
 
 def main() -> None:
@@ -135,7 +132,6 @@ def main() -> None:
     ap.add_argument("--scale", default="cpu", choices=("cpu", "gpu"))
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-quality")
     ap.add_argument("--collect", action="store_true", help="only read finished runs")
-    ap.add_argument("--profile", action="store_true", help="also measure the old / new recipe's cost side by side")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     import torch
@@ -144,8 +140,9 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     path = RESULTS / "quality.json"
     old = read_json(path) if path.is_file() else {}
-    results: dict[str, Any] = dict(old.get("raw", {}))
-    configs: dict[str, Any] = dict(old.get("config", {}).get("pipelines", {}))
+    # other datasets' figures are kept when they were measured by this version of the benchmark
+    results: dict[str, Any] = {k: v for k, v in old.get("raw", {}).items() if isinstance(v, dict) and "means" in v}
+    configs: dict[str, Any] = {k: v for k, v in old.get("config", {}).get("pipelines", {}).items() if k in results}
     for ds in args.datasets:
         if ds != "demo" and not SHARED_DATA.exists():
             raise SystemExit(f"the shared datasets are not at {SHARED_DATA}")
@@ -176,9 +173,7 @@ def main() -> None:
             key = f"{ds}.{name.replace('_vs_', '.ndcg@10_vs_')}"
             summary[key], summary[f"{key}_lo"], summary[f"{key}_hi"] = c["diff"], c["ci95"][0], c["ci95"][1]
             summary[f"{key}_p"] = c["p"]
-    cost = old.get("cost")
-    if args.profile:
-        cost = profile_cost(args.threads)
+    cost = profile_cost()
     if cost:
         summary["sft.targets_per_second.old"] = cost["old"]["targets_per_second"]
         summary["sft.targets_per_second.new"] = cost["new"]["targets_per_second"]

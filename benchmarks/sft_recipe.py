@@ -15,7 +15,7 @@ evaluated on the whole test split and compared with the recipe by a paired boots
 | one_lr | `training.sid_lr` unset: one learning rate for every weight |
 | old | the previous demo recipe: prompt, full softmax, mean init, one lr of 2e-3, 230 steps |
 
-    python benchmarks/sft_recipe.py --epochs 4           # the demo, every arm, a 4-epoch recipe
+    python benchmarks/sft_recipe.py --epochs 4 --set model.sid_init=sampled   # the demo, as in docs/llm.md
     python benchmarks/sft_recipe.py --arms recipe tfidf_init
     python benchmarks/sft_recipe.py --collect
 
@@ -27,16 +27,18 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from rich.table import Table
 
 from _common import METRICS, RESULTS, ROOT, console, paired_ci, write_result
 from sidrec.evaluation.metrics import per_example_metrics
 from sidrec.pipelines.run import load_pipeline_config, run_pipeline
-from sidrec.utils.io import read_json
+from sidrec.utils.io import merge_config, read_json
 
 CONFIGS = {"demo": "demo-cpu", "industrial": "industrial-partial-cpu"}
 ARMS = ("recipe", "prompt_format", "full_softmax", "mean_init", "tfidf_init", "sampled_init", "one_lr", "old")
@@ -86,6 +88,8 @@ def main() -> None:
     ap.add_argument("--collect", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=None, help="the recipe's epochs (default: the config's)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="overrides of the recipe (the config's sft entry), e.g. model.sid_init=sampled")
     args = ap.parse_args()
     import torch
 
@@ -94,6 +98,7 @@ def main() -> None:
     recipe = copy.deepcopy(base_cfg.train["sft"])
     if args.epochs is not None:
         recipe.setdefault("training", {})["epochs"] = args.epochs
+    recipe = merge_config(recipe, {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)})
     out = args.work / args.dataset
     arms = ["recipe"] + [a for a in args.arms if a != "recipe"]
     steps = None
@@ -122,7 +127,7 @@ def main() -> None:
     for arm, run in done.items():
         m = read_json(run / "metrics.json")
         pe = per_example(run)
-        rows[arm] = {"test": {k: float(pe[k].mean()) for k in METRICS}, "config": read_json(run / "stage.json").get("config"),
+        rows[arm] = {"test": {k: float(pe[k].mean()) for k in METRICS}, "config": yaml.safe_load((run / "config.yaml").read_text()),
                      "steps": m["train"]["steps"], "train_seconds": m["train"]["time_s"],
                      "targets_per_second": m["train"].get("targets_per_second"),
                      "best_step": m["train"]["best_step"], "n": int(len(pe["ndcg@10"]))}
@@ -135,18 +140,28 @@ def main() -> None:
             c = rows[arm]["vs_recipe"]["ndcg@10"]
             key = f"{args.dataset}.{arm}.ndcg@10_vs_recipe"
             summary[key], summary[f"{key}_lo"], summary[f"{key}_hi"] = c["diff"], c["ci95"][0], c["ci95"][1]
+    for arm in arms:  # validation curves of every arm, finished or not (an interrupted arm resumes on the next run)
+        hist = out / arm / "history.jsonl"
+        if hist.is_file():
+            curve = [(r["step"], r["valid"]["ndcg@10"]) for r in map(json.loads, hist.read_text().splitlines())
+                     if "valid" in r]
+            rows.setdefault(arm, {"finished": False})["valid_curve"] = curve
     raw[args.dataset] = rows
     t = Table(title=f"SFT recipe ablation · {args.dataset} · test ({rows['recipe']['n']:,} rows), one seed")
     for col in ("arm", "steps", "NDCG@10", "Δ vs recipe [95% CI]", "HR@10", "train s", "targets/s"):
         t.add_column(col, justify="right")
     for arm, r in rows.items():
+        if "test" not in r:
+            console.print(f"{arm}: not finished; validation NDCG@10 by step {r['valid_curve']}")
+            continue
         d = r.get("vs_recipe", {}).get("ndcg@10")
         t.add_row(arm, str(r["steps"]), f"{r['test']['ndcg@10']:.4f}",
                   f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "—",
                   f"{r['test']['hr@10']:.4f}", f"{r['train_seconds']:.0f}", f"{r['targets_per_second'] or 0:.0f}")
     console.print(t)
     path = write_result("sft_recipe", summary=summary, config={"datasets": {args.dataset: CONFIGS[args.dataset]},
-                                                                "arms": arms, "recipe_epochs": args.epochs},
+                                                                "arms": arms, "recipe_epochs": args.epochs,
+                                                                "recipe_overrides": args.set, "recipe": recipe},
                         raw=raw)
     console.print(f"wrote {path.relative_to(ROOT)}")
 
