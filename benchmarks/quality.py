@@ -107,7 +107,8 @@ def collect(outs: dict[int, Path]) -> dict[str, Any]:
             paired[f"sft_vs_{other}"] = paired_ci(per_example[other], per_example["sft"])
     if "tiger" in per_example and "sasrec" in per_example:
         paired["tiger_vs_sasrec"] = paired_ci(per_example["sasrec"], per_example["tiger"])
-    return {"seeds": sorted(finished), "rows": int(len(rows)), "means": means, "per_seed": per_seed,
+    n_rows = int(len(per_example["sft"]["ndcg@10"]))  # test rows (a repeated user + target pair counts each time)
+    return {"seeds": sorted(finished), "rows": n_rows, "means": means, "per_seed": per_seed,
             "paired": paired}
 
 
