@@ -122,6 +122,8 @@ def main() -> None:
     old = read_json(path) if path.is_file() else {}
     raw = dict(old.get("raw", {}))
     summary = {k: v for k, v in old.get("summary", {}).items() if not k.startswith(f"{args.dataset}.")}
+    if "recipe" not in done:
+        raise SystemExit(f"no finished recipe run under {out}: run without --collect first")
     ref = per_example(done["recipe"])
     rows = {}
     for arm, run in done.items():

@@ -31,6 +31,7 @@ from sidrec.sids.trie import SIDTrie, TokenTrie
 from sidrec.utils.runs import RunDir
 
 from .conftest import chain_dataset, chain_sid_table, shared_path
+from .test_llm import _Interrupt, _InterruptingTrainer
 
 N_ITEMS = 40
 
@@ -271,16 +272,6 @@ def _config(env: Path, **training) -> SFTConfig:
                      training=t, eval={"num_beams": 10, "batch_size": 32, "splits": ["test"]})
 
 
-class _Stop(Exception):
-    pass
-
-
-class _StopAt(SFTTrainer):
-    def after_checkpoint(self, state):
-        if state["global_step"] >= 8:
-            raise _Stop
-
-
 def test_stream_training_with_sid_lr_learns_moves_rows_by_their_rate_and_resumes_exactly(env, tmp_path):
     cfg = _config(env, lr=1e-6, sid_lr=1e-2)
     trainer = SFTTrainer(cfg, RunDir(tmp_path / "full"))
@@ -305,9 +296,9 @@ def test_stream_training_with_sid_lr_learns_moves_rows_by_their_rate_and_resumes
     assert {g["initial_lr"] for g in opt.param_groups} == {1e-6}  # the matrix stays in the pretrained group
     assert trainer.sid_rows is not None and trainer.sid_rows.sid_lr == 1e-2
     assert len(corpus.examples) == full["train"]["corpus"]["seqrec"]
-    # killed at step 8, resumed: identical weights and metrics
-    with pytest.raises(_Stop):
-        _StopAt(cfg, RunDir(tmp_path / "cut")).train()
+    # killed at step 12, resumed: identical weights and metrics
+    with pytest.raises(_Interrupt):
+        _InterruptingTrainer(cfg, RunDir(tmp_path / "cut")).train()
     resumed = SFTTrainer(cfg, RunDir(tmp_path / "cut", resume=True))
     again = resumed.train(resume=True)
     assert again["param_checksums"] == pytest.approx(full["param_checksums"], rel=1e-9, abs=1e-9)
