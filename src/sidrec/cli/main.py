@@ -175,9 +175,9 @@ def _train_preference(method: str, from_run: Path, negatives: Optional[Path], be
     if negatives is None and not resume:
         from sidrec.pipelines.llm import sample_run_negatives
 
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise SidrecError(f"run folder {out} already exists: pass --resume to continue it, --overwrite to start "
-                              "it again, or choose another --out")
+        from sidrec.utils.runs import RunDir
+
+        RunDir(out, overwrite=overwrite).close()  # refuses a finished run without --overwrite, else clears it
         negatives = out / "negatives.parquet"
         k = 1 if method == "dpo" else 3
         console.print(f"sampling {k} beam-search hard negative(s) per example from {from_run} → {negatives}")

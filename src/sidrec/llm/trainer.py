@@ -58,7 +58,7 @@ from sidrec.llm.sft_data import (
 from sidrec.sids.table import SIDTable
 from sidrec.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from sidrec.utils.device import peak_memory
-from sidrec.utils.io import atomic_dir, atomic_path, write_json
+from sidrec.utils.io import atomic_dir, atomic_path, write_json, write_text
 from sidrec.utils.progress import console, progress
 from sidrec.utils.runs import RunDir
 from sidrec.utils.seed import seed_everything
@@ -158,6 +158,23 @@ class SFTConfig(BaseModel):
             raise ValueError(f"method {self.method} needs dpo.negatives, a file from `sidrec negatives sample "
                              "--run RUN_SFT`")
         return self
+
+
+def trim_history(path: Path, last_step: int) -> None:
+    """Keep the history lines a checkpoint at `last_step` accounts for: lines written after it (by a run
+    killed later) and a torn last line are dropped, so a resumed run's history is the uninterrupted one's."""
+    if not path.is_file():
+        return
+    kept: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if not isinstance(record, dict) or int(record.get("step", 0)) > last_step:
+            break
+        kept.append(line + "\n")
+    write_text(path, "".join(kept))
 
 
 def load_sid_table(dataset: Dataset, sids: Path | None) -> SIDTable:
@@ -414,10 +431,12 @@ class SFTTrainer:
         if self.t.report_to and self.is_main:
             self.accelerator.init_trackers("sidrec", config=json.loads(self.config.model_dump_json()))
         history_path = self.run.path / "history.jsonl"
+        if self.is_main:
+            trim_history(history_path, int(state["global_step"]))
         t_start = time.time() - float(state.get("train_time_s", 0.0))
         self.model.train()
         done = state["stopped"] is not None
-        running_loss, running_n = 0.0, 0
+        running_loss, running_n = state.pop("running_loss", 0.0), state.pop("running_n", 0)  # the log window
         with progress(disable=not self.is_main) as bar:
             task = bar.add_task("training", total=self.total_steps, completed=state["global_step"])
             while not done and state["epoch"] < self.t.epochs:
@@ -449,7 +468,7 @@ class SFTTrainer:
                         if at_max and state["stopped"] is None:
                             state["stopped"] = "max_steps"
                         state["train_time_s"] = time.time() - t_start
-                        self.save_checkpoint(state)
+                        self.save_checkpoint({**state, "running_loss": running_loss, "running_n": running_n})
                         self.after_checkpoint(state)
                     if done or end_of_epoch:
                         break

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sidrec.data.dataset import Dataset
-from sidrec.errors import SidrecError
+from sidrec.errors import SidrecError, validated
 from sidrec.evaluation.compare import PairedResult, paired_bootstrap
 from sidrec.utils.io import read_yaml
 from sidrec.utils.runs import RunDir
@@ -37,19 +37,25 @@ def train_classic(
     from sidrec.training.sequential import SequentialTrainConfig, SequentialTrainer, train_popularity
 
     dataset = Dataset.load(data)
-    run = RunDir(out, resume=resume, overwrite=overwrite)
-    try:
-        if model == "pop":
-            return train_popularity(dataset, run)
+    config = None
+    if model != "pop":  # validate before the run folder is touched
         values: dict[str, Any] = {}
         if resume and (Path(out) / "config.yaml").exists():
-            values.update(read_yaml(Path(out) / "config.yaml"))
+            values.update(read_yaml(Path(out) / "config.yaml") or {})
         if config_file is not None:
             values.update(read_yaml(config_file) or {})
         values.update(overrides or {})
         values["model"] = model
-        config = SequentialTrainConfig.model_validate(values)
+        config = validated(SequentialTrainConfig, values, where=str(config_file or "--set"))
+    run = RunDir(out, resume=resume, overwrite=overwrite)
+    try:
+        if config is None:
+            return train_popularity(dataset, run)
         return SequentialTrainer(config, dataset, run).train(resume=resume)
+    except SidrecError:
+        if not resume:
+            run.discard_if_unstarted()
+        raise
     finally:
         run.close()
 

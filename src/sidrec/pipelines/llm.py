@@ -16,7 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from sidrec.data.dataset import Dataset
-from sidrec.errors import ConfigError, DataError, validated
+from sidrec.errors import ConfigError, DataError, SidrecError, validated
 from sidrec.utils.io import merge_config, read_yaml, write_json
 from sidrec.utils.runs import RunDir
 
@@ -152,6 +152,7 @@ def train_sft(
                         "create one with `sidrec data import …` or `sidrec data synth`")
     if cfg.sids is not None and not Path(cfg.sids).is_file():
         raise DataError(f"{cfg.sids}: SID file not found (build one with `sidrec sids build`)")
+    fp = sft_fingerprint(cfg)
     # Under accelerate launch / torchrun every process runs this: the process group starts first,
     # rank 0 alone checks and prepares the run folder, then the others open it.
     import torch
@@ -161,24 +162,76 @@ def train_sft(
     state = PartialState(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
     rank = state.process_index
     if rank == 0:
-        run = RunDir(out, resume=resume, overwrite=overwrite)
-        if not resume:
-            for stale in ("checkpoint", "best_weights.pt", "history.jsonl", "model", "metrics.json"):
-                target = out / stale
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
+        run = RunDir(out, resume=resume, overwrite=overwrite, keep=_inputs_inside(cfg, out))
+        checkpointed = resume and (out / "checkpoint" / "progress.json").is_file()
+        try:
+            if checkpointed:
+                run.check_fingerprint(fp, SFT_RESUME_FREE, saved_config=_saved_config(out))
+            else:
+                for stale in ("checkpoint", "best_weights.pt", "history.jsonl", "model", "metrics.json"):
+                    target = out / stale
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                    elif target.exists():
+                        target.unlink()
+                run.write_config(cfg.model_dump(mode="json"))
+                run.write_fingerprint(fp)
+        except BaseException:
+            run.discard_if_unstarted() if not checkpointed else run.close()
+            raise
     state.wait_for_everyone()
     if rank != 0:
-        run = RunDir(out, resume=True)
+        run = RunDir.attach(out)
+        checkpointed = resume and (out / "checkpoint" / "progress.json").is_file()
     try:
-        if rank == 0 and (not resume or not (out / "config.yaml").is_file()):
-            run.write_config(cfg.model_dump(mode="json"))
         trainer = trainer_class(cfg.method)(cfg, run)
-        return trainer.train(resume=resume)
+        return trainer.train(resume=checkpointed)
+    except SidrecError:
+        if rank == 0 and not checkpointed:
+            run.discard_if_unstarted()
+        raise
     finally:
         run.close()
+
+
+# settings a resumed run may change: where it runs and how large its evaluation batches are; the
+# dataset and SID paths may move (their content is compared through the fingerprint)
+SFT_RESUME_FREE = {"dataset", "sids", "training.device", "training.report_to", "eval.batch_size"}
+
+
+def sft_fingerprint(cfg: Any) -> dict[str, Any]:
+    """The resolved config and the content digests of the dataset and SID table of an SFT-family run."""
+    from sidrec.utils.fingerprint import dataset_digest, file_digest, fingerprint
+
+    inputs = {"dataset": dataset_digest(cfg.dataset), "sids": file_digest(cfg.sids) if cfg.sids else None}
+    return fingerprint(cfg.model_dump(mode="json"), inputs)
+
+
+def _saved_config(out: Path) -> dict[str, Any] | None:
+    """config.yaml of a run from before fingerprints, resolved as the run resolved it."""
+    from sidrec.llm.trainer import with_legacy_defaults
+
+    if not (out / "config.yaml").is_file():
+        return None
+    return sft_config(with_legacy_defaults(read_yaml(out / "config.yaml") or {})).model_dump(mode="json")
+
+
+def _inputs_inside(cfg: Any, out: Path) -> set[str]:
+    """Names of files inside the run folder that the config reads (e.g. sampled DPO negatives):
+    `--overwrite` keeps them."""
+    from sidrec.utils.fingerprint import flatten
+
+    root = out.resolve()
+    keep = set()
+    for value in flatten(cfg.model_dump(mode="json")).values():
+        if isinstance(value, str) and value:
+            try:
+                p = Path(value).resolve()
+            except (OSError, ValueError):
+                continue
+            if p.parent == root and p.is_file():
+                keep |= {p.name, p.name + ".json"}  # and its provenance sidecar
+    return keep
 
 
 def is_llm_run(run: str | Path) -> bool:

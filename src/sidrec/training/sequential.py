@@ -248,17 +248,18 @@ class SequentialTrainer:
             cfg["dataset"] = str(Path(self.dataset.path).resolve())
         return cfg
 
+    def fingerprint(self) -> dict[str, Any]:
+        from sidrec.utils.fingerprint import dataset_digest, fingerprint
+
+        path = self.dataset.path
+        digest = dataset_digest(path) if path is not None and (Path(path) / "dataset.json").is_file() else None
+        return fingerprint(self.resolved_config(), {"dataset": digest})
+
     def _check_resume_config(self) -> None:
         saved_path = self.path / "config.yaml"
-        if not saved_path.exists():
-            return
-        saved = read_yaml(saved_path) or {}
-        now = self.resolved_config()
+        saved = (read_yaml(saved_path) or {}) if saved_path.exists() else None
         free = _RESUME_FREE_FIELDS if self.config.scheduler == "constant" else _RESUME_FREE_FIELDS - {"epochs"}
-        diff = {k: (saved.get(k), v) for k, v in now.items() if k not in free and saved.get(k) != v}
-        if diff:
-            details = ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in diff.items())
-            raise ConfigError(f"cannot resume {self.path}: the config differs from config.yaml ({details})")
+        self.run_dir.check_fingerprint(self.fingerprint(), set(free), saved_config=saved)
 
     # ------------------------------------------------------------------ main loop
     def train(self, resume: bool = False) -> dict[str, Any]:
@@ -273,6 +274,7 @@ class SequentialTrainer:
             if resume:
                 self.run_dir.log("--resume given but no checkpoint found: starting from scratch")
             self.run_dir.write_config(self.resolved_config())
+            self.run_dir.write_fingerprint(self.fingerprint())
         seed_everything(cfg.seed)
         dev = self.device
         data = build_train_sequences(

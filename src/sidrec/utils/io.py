@@ -39,6 +39,7 @@ def atomic_dir(directory: str | Path) -> Iterator[Path]:
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    old: Path | None = None
     try:
         yield tmp
         if directory.exists():
@@ -50,8 +51,45 @@ def atomic_dir(directory: str | Path) -> Iterator[Path]:
         else:
             os.replace(tmp, directory)
     finally:
+        if old is not None and old.exists() and not directory.exists():
+            os.replace(old, directory)  # interrupted between the renames: the previous version stays
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    # a SIGKILL between the two renames skips this `finally`: `reconcile_atomic_leftovers` finishes it
+
+
+def reconcile_atomic_leftovers(folder: str | Path) -> list[str]:
+    """Finish or undo what a killed `atomic_path` / `atomic_dir` left in `folder`; returns what was done.
+
+    A `.NAME.*.tmp` file is an unfinished write (removed). For folders, a kill can fall between the
+    two renames of a swap: `NAME` is then missing while `.NAME.*.old` (the previous version) and
+    `.NAME.*.tmp` (the new one, complete: the swap only starts after it was written) both exist; the
+    new one is put in place. With `NAME` present, leftovers are stale and removed.
+    """
+    import shutil
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    done: list[str] = []
+    leftovers: dict[str, dict[str, list[Path]]] = {}
+    for p in folder.iterdir():
+        if not p.name.startswith(".") or p.suffix not in (".tmp", ".old"):
+            continue
+        name = p.name[1:].rsplit(".", 2)[0]
+        leftovers.setdefault(name, {".tmp": [], ".old": []})[p.suffix].append(p)
+    for name, kinds in sorted(leftovers.items()):
+        target = folder / name
+        if not target.exists() and kinds[".old"]:
+            new = [p for p in kinds[".tmp"] if p.is_dir()]
+            chosen = new[0] if len(new) == 1 else max(kinds[".old"], key=lambda p: p.stat().st_mtime)
+            os.replace(chosen, target)
+            done.append(f"{name}: completed an interrupted swap from {chosen.name}")
+        for p in kinds[".tmp"] + kinds[".old"]:
+            if p.exists():
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+                done.append(f"removed the leftover {p.name}")
+    return done
 
 
 def write_text(path: str | Path, text: str) -> None:

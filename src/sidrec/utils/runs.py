@@ -5,6 +5,8 @@
       command.txt     the command line that produced the run
       run.json        versions, machine, start/end times
       log.txt         the run's log
+      fingerprint.json  the resolved config and content digests of the dataset / SID table
+                      (`--resume` refuses a run whose inputs or settings changed)
       metrics.json    final metrics (written atomically, last)
 """
 
@@ -18,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sidrec.utils.io import read_json, write_json, write_text, write_yaml
+from sidrec.utils.io import read_json, reconcile_atomic_leftovers, write_json, write_text, write_yaml
 
 
 def environment_info() -> dict[str, Any]:
@@ -53,20 +55,109 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+# Files a run folder holds before its first checkpoint or result: a folder with nothing else is the
+# remnant of a start that failed (bad config, killed at once) and may be reused without --overwrite.
+SCAFFOLDING = frozenset({"config.yaml", "command.txt", "run.json", "log.txt", "fingerprint.json", "stage.json"})
+# written by `sidrec run` around a stage's run (its cache key): --overwrite leaves it to the pipeline
+PIPELINE_FILES = frozenset({"stage.json"})
+
+
 class RunDir:
-    """Create (or reopen, for --resume) a run folder and log into it."""
+    """Create (or reopen, for --resume) a run folder and log into it.
 
-    def __init__(self, path: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:
+    - a folder that holds a run (anything beyond `SCAFFOLDING`) is refused unless `resume` or
+      `overwrite` is given; `overwrite` deletes everything in it but the `keep` names (inputs the
+      caller just put there);
+    - `resume` first finishes or undoes what a killed atomic write left (`reconcile_atomic_leftovers`);
+    - `write_fingerprint` / `check_fingerprint` record what the run depends on and refuse to resume
+      it on anything else.
+    """
+
+    def __init__(self, path: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 keep: frozenset[str] | set[str] = frozenset()) -> None:
+        from sidrec.errors import SidrecError
+
         self.path = Path(path)
-        if self.path.exists() and any(self.path.iterdir()) and not (resume or overwrite):
-            from sidrec.errors import SidrecError
-
+        if self.path.exists() and not self.path.is_dir():
+            raise SidrecError(f"run folder {self.path} is a file: choose another --out")
+        self.reconciled: list[str] = []
+        contents = {p.name for p in self.path.iterdir()} if self.path.is_dir() else set()
+        visible = {n for n in contents if not n.startswith(".")}
+        keep = set(keep) | PIPELINE_FILES
+        if overwrite and contents:
+            if visible - keep and not visible & SCAFFOLDING:
+                raise SidrecError(f"--overwrite: {self.path} is not a sidrec run folder (no config.yaml, run.json or "
+                                  "log.txt); refusing to delete its contents: choose another --out")
+            self._clear(keep)
+        elif resume:
+            self.reconciled = reconcile_atomic_leftovers(self.path)
+        elif visible and not visible <= SCAFFOLDING:
             raise SidrecError(
                 f"run folder {self.path} already exists: pass --resume to continue it, "
                 "--overwrite to start it again, or choose another --out"
             )
+        elif contents:
+            self._clear(PIPELINE_FILES)  # the remnant of a start that failed before its first checkpoint
+        self.created = not resume
         self.path.mkdir(parents=True, exist_ok=True)
         self.logger = self._make_logger()
+        for line in self.reconciled:
+            self.log(f"run folder: {line}")
+
+    @classmethod
+    def attach(cls, path: str | Path) -> RunDir:
+        """Open a run folder another process prepared (the other ranks of a distributed run): no
+        checks, no clean-up, only logging."""
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self.reconciled = []
+        self.created = False
+        self.logger = self._make_logger()
+        return self
+
+    def _clear(self, keep: frozenset[str] | set[str]) -> None:
+        import shutil
+
+        for p in self.path.iterdir():
+            if p.name in keep:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+    def discard_if_unstarted(self) -> None:
+        """Remove a folder this object created when the run failed before writing anything but
+        scaffolding (e.g. its config did not validate), so the corrected retry starts cleanly."""
+        import shutil
+
+        self.close()
+        if self.created and self.path.is_dir() and {p.name for p in self.path.iterdir()} <= SCAFFOLDING:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def write_fingerprint(self, fp: dict[str, Any]) -> None:
+        write_json(self.path / "fingerprint.json", fp)
+
+    def check_fingerprint(self, fp: dict[str, Any], free: set[str] = frozenset(),  # type: ignore[assignment]
+                          saved_config: dict[str, Any] | None = None) -> None:
+        """Refuse to resume when an input's content or a config value differs from what the run
+        recorded (runs from before fingerprints: the config is compared with config.yaml)."""
+        from sidrec.errors import ConfigError
+        from sidrec.utils.fingerprint import fingerprint_diff, flatten
+
+        path = self.path / "fingerprint.json"
+        if path.is_file():
+            saved = read_json(path)
+        elif saved_config is not None:
+            saved = {"config": flatten(saved_config), "inputs": fp.get("inputs", {})}
+            self.log("resume: no fingerprint.json (a run from an older sidrec): only the config is compared")
+        else:
+            return
+        diff = fingerprint_diff(saved, fp, free)
+        if diff:
+            more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
+            raise ConfigError(f"cannot resume {self.path}: " + "; ".join(diff[:3]) + more
+                              + ". Resume with the original dataset and settings, or start again with --overwrite")
 
     def _make_logger(self) -> logging.Logger:
         logger = logging.getLogger(f"sidrec.run.{self.path.resolve()}")
