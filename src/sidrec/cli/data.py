@@ -23,7 +23,7 @@ def import_cmd(
     protocol: Annotated[
         Optional[str], typer.Option(help="leave-one-out | temporal (importers of given splits ignore it).")
     ] = None,
-    max_history: Annotated[Optional[int], typer.Option(help="Keep at most this many history items.")] = None,
+    max_history: Annotated[Optional[int], typer.Option(min=1, help="Keep at most this many history items.")] = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Importer option key=value (e.g. user_k=10), repeatable.")
     ] = None,
@@ -48,8 +48,8 @@ def import_cmd(
 @friendly_errors
 def synth_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
-    items: Annotated[int, typer.Option(help="Number of items.")] = 2000,
-    users: Annotated[int, typer.Option(help="Number of users.")] = 3000,
+    items: Annotated[int, typer.Option(min=1, help="Number of items.")] = 2000,
+    users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 3000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Generate the built-in SYNTHETIC dataset (product catalogue with text, users with tastes)."""

@@ -56,7 +56,7 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Config override key=value, repeatable.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda[:N].")]
-EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs.")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", min=1, help="Maximum epochs.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Start the run folder again.")]
 SidsOpt = Annotated[Optional[Path], typer.Option("--sids", help="sids.json (default: the dataset's own SIDs).")]
@@ -191,7 +191,7 @@ def _train_llm(config: Optional[Path], out: Path, data: Optional[Path], sids: Op
                method: Optional[str], from_run: Optional[Path], method_overrides: dict[str, Any], set_: Optional[list[str]],
                seed: Optional[int], device: Optional[str], epochs: Optional[int], resume: bool, overwrite: bool) -> None:
     from sidrec.pipelines.llm import continue_from, train_sft
-    from sidrec.utils.io import merge_config, read_yaml
+    from sidrec.utils.io import merge_config, read_config
 
     overrides = parse_overrides(set_)
     for key, value in (("dataset", data), ("sids", sids), ("model.name_or_path", model), ("method", method),
@@ -203,7 +203,7 @@ def _train_llm(config: Optional[Path], out: Path, data: Optional[Path], sids: Op
     if from_run is not None and not resume:
         values = continue_from(from_run, method or "sft")
         if config is not None:
-            values = merge_config(values, read_yaml(config) or {})
+            values = merge_config(values, read_config(config))
         base = values
     elif config is None and "dataset" not in overrides and not resume:
         raise SidrecError("give a dataset (--data DATASET), a config file (--config CONFIG.yaml) or a run to "
@@ -233,9 +233,9 @@ def eval_run(
     split: Annotated[str, typer.Option("--split", help="valid | test")] = "test",
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")] = "auto",
     mode: Annotated[str, typer.Option("--mode", help="LLM runs: beam (constrained beam search) | exact (score every item).")] = "beam",
-    num_beams: Annotated[Optional[int], typer.Option("--num-beams", help="LLM runs: beam width (default: the run's).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Prompts per batch.")] = None,
-    max_examples: Annotated[Optional[int], typer.Option("--max-examples", help="LLM runs: a fixed sample of the split.")] = None,
+    num_beams: Annotated[Optional[int], typer.Option("--num-beams", min=1, help="LLM runs: beam width (default: the run's).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Prompts per batch.")] = None,
+    max_examples: Annotated[Optional[int], typer.Option("--max-examples", min=1, help="LLM runs: a fixed sample of the split.")] = None,
 ) -> None:
     """Evaluate a run on a split: HR/NDCG@K, MRR with 95% CIs; saves per-example ranks.
 
@@ -269,7 +269,7 @@ def eval_compare(
     run_a: Annotated[Path, typer.Argument(help="Baseline run (A).")],
     run_b: Annotated[Path, typer.Argument(help="Run compared with it (B).")],
     split: Annotated[str, typer.Option("--split", help="valid | test")] = "test",
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 10000,
+    n_boot: Annotated[int, typer.Option(min=1, help="Bootstrap resamples.")] = 10000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
 ) -> None:
     """Paired bootstrap comparison B − A: difference, 95% CI and two-sided p-value per metric."""
@@ -299,8 +299,8 @@ def _is_main_process() -> bool:
 def recommend_cmd(
     run: Annotated[Path, typer.Option("--run", help="A trained generative run folder (or its model/ folder).")],
     history: Annotated[str, typer.Option("--history", help="Item ids 'id1,id2,...' oldest first, or titles 'T1|T2'.")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many items.")] = 10,
-    num_beams: Annotated[int, typer.Option("--num-beams", help="Beam width (≥ top-k).")] = 20,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many items.")] = 10,
+    num_beams: Annotated[int, typer.Option("--num-beams", min=1, help="Beam width (≥ top-k).")] = 20,
     device: DeviceOpt = None,
 ) -> None:
     """Print the top-K next items for a history, with titles and scores (SID log-probabilities)."""
@@ -356,5 +356,43 @@ def demo(
     console.print(f"runs and summary.json in [bold]{out}[/] ({summary['wall_seconds']:.0f} s)")
 
 
+
+
+def cli(args: list[str] | None = None) -> int:
+    """The `sidrec` console script: the app with every usage error (bad option value, missing
+    argument, unknown command) as one line naming the option and what it accepts."""
+    try:  # typer ≥ 0.20 vendors click
+        from typer import _click as click
+    except ImportError:  # pragma: no cover
+        import click  # type: ignore[no-redef]
+
+    from rich.markup import escape
+
+    from sidrec.cli.common import debug_enabled, err_console
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="sidrec", standalone_mode=False)
+    except click.exceptions.UsageError as e:
+        if debug_enabled():
+            raise
+        where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        err_console.print(f"[bold red]error:[/] {escape(e.format_message())}{where}", soft_wrap=True, highlight=False)
+        return 2
+    except click.exceptions.Abort:
+        err_console.print("[bold red]interrupted[/]", highlight=False)
+        return 130
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        err_console.print(f"[bold red]error:[/] {escape(e.format_message())}", soft_wrap=True, highlight=False)
+        return e.exit_code
+    return result if isinstance(result, int) else 0
+
+
+def entry() -> None:
+    raise SystemExit(cli())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    entry()

@@ -26,12 +26,12 @@ def sample_cmd(
                                                  "without a run).")] = None,
     strategy: Annotated[str, typer.Option("--strategy", help="random | popularity | beam (the model's own "
                                           "top-ranked wrong items).")] = "beam",
-    per_example: Annotated[int, typer.Option("--per-example", "-k", help="Negatives per training example.")] = 3,
-    max_examples: Annotated[Optional[int], typer.Option("--max-examples", help="A seeded sample of the train "
+    per_example: Annotated[int, typer.Option("--per-example", "-k", min=1, help="Negatives per training example.")] = 3,
+    max_examples: Annotated[Optional[int], typer.Option("--max-examples", min=1, help="A seeded sample of the train "
                                                         "examples (default: all).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    num_beams: Annotated[Optional[int], typer.Option("--num-beams", help="beam: width (default per-example + 10).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="beam: prompts per batch.")] = 32,
+    num_beams: Annotated[Optional[int], typer.Option("--num-beams", min=1, help="beam: width (default per-example + 10).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="beam: prompts per batch.")] = 32,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")] = "auto",
 ) -> None:
     """Sample negatives for every seqrec training example; never the target or any item the user

@@ -22,7 +22,7 @@ def report_cmd(
         Optional[list[str]],
         typer.Option("--metric", "-m", help="Metric to report, repeatable (default hr@5 ndcg@5 hr@10 ndcg@10)."),
     ] = None,
-    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples of the paired comparison.")] = 10000,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=1, help="Bootstrap resamples of the paired comparison.")] = 10000,
     seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
 ) -> None:
     """Compare runs: metrics with 95% CIs, paired bootstrap against the first run, training curves."""

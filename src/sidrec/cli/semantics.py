@@ -41,11 +41,11 @@ def extract_cmd(
                                                  "folder (default smollm2-135m).")] = None,
     api_key_env: Annotated[str, typer.Option("--api-key-env", help="Environment variable holding the API key "
                                              "(unset: no Authorization header).")] = "OPENAI_API_KEY",
-    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight (openai).")] = 4,
-    max_retries: Annotated[int, typer.Option("--max-retries", help="Retries per token after an error or a "
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight (openai).")] = 4,
+    max_retries: Annotated[int, typer.Option("--max-retries", min=0, help="Retries per token after an error or a "
                                              "malformed reply (openai).")] = 3,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Reply token limit (openai 1024, hf 320).")] = None,
-    sample_items: Annotated[int, typer.Option("--sample-items", help="Items of each cluster shown to the teacher.")] = 20,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Reply token limit (openai 1024, hf 320).")] = None,
+    sample_items: Annotated[int, typer.Option("--sample-items", min=1, help="Items of each cluster shown to the teacher.")] = 20,
     levels: Annotated[Optional[str], typer.Option("--levels", help="Levels to describe: prefixes 'a,b' or numbers "
                                                   "'1,2' (default: all but the de-duplication level).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the item samples.")] = 0,
@@ -112,7 +112,7 @@ def extract_cmd(
 def serve_cmd(
     model: Annotated[str, typer.Option("--model", help="HF causal LM id or folder.")] = "smollm2-135m",
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port.")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8000,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")] = "auto",
 ) -> None:
     """Serve a local model as an OpenAI-compatible chat endpoint (greedy; JSON mode for json_object replies)."""

@@ -10,7 +10,7 @@ import pandas as pd
 from sidrec.data.dataset import Dataset, DatasetInfo, FilterRecord
 from sidrec.data.splits import leave_one_out, sort_interactions, temporal_split
 from sidrec.data.stats import compute_stats
-from sidrec.errors import DataError
+from sidrec.errors import ConfigError, DataError
 
 Protocol = Literal["leave-one-out", "temporal"]
 
@@ -88,6 +88,8 @@ def build_dataset(
         )
         items = items[keep].reset_index(drop=True)
     inter = sort_interactions(inter)
+    if not isinstance(max_history, int) or isinstance(max_history, bool) or max_history < 1:
+        raise ConfigError(f"max_history must be a whole number ≥ 1, not {max_history!r}")
     if protocol == "leave-one-out":
         splits, split_filters = leave_one_out(inter, max_history=max_history)
         params: dict[str, Any] = {"max_history": max_history}
@@ -130,7 +132,12 @@ def finalize(
     synthetic: bool = False,
     notes: list[str] | None = None,
 ) -> Dataset:
-    """Assemble and validate a Dataset from ready splits (used directly by importers of given splits)."""
+    """Assemble and validate a Dataset from ready splits (used directly by importers of given splits).
+    A dataset without items or interactions is refused (trainers refuse an empty train split, and
+    evaluation an empty split, each with its own message)."""
+    if len(items) == 0 or len(interactions) == 0:
+        raise DataError(f"the import yields {len(items)} items and {len(interactions)} interactions: nothing to "
+                        "train on (see the filters it applied, e.g. lower the k-core thresholds)", path=source)
     items = normalize_items(items, source)
     info = DatasetInfo(
         name=name,

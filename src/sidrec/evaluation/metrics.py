@@ -49,7 +49,12 @@ def metrics_from_ranks(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, float | int | dict[str, list[float]]]:
-    """Mean of each metric; with `ci`, a 95% bootstrap interval per metric under key 'ci'."""
+    """Mean of each metric; with `ci`, a 95% bootstrap interval per metric under key 'ci'.
+    No ranks is an error, not NaN metrics."""
+    if len(ranks) == 0:
+        from sidrec.errors import DataError
+
+        raise DataError("nothing to evaluate: the split has no examples (NaN metrics would follow)")
     per = per_example_metrics(ranks, ks)
     out: dict[str, float | int | dict[str, list[float]]] = {k: float(v.mean()) for k, v in per.items()}
     out["n"] = int(len(ranks))

@@ -211,5 +211,28 @@ def resolve_model_dir(run_or_model: str | Path) -> Path:
         return p
     if (p / "model" / "sidrec.json").is_file():
         return p / "model"
+    kind = _classic_kind(p)
+    if kind is not None:
+        raise DataError(f"{p} is a {kind} run, not a generative one: give a run of sft, tsrec, ilrec, dpo, sdpo or "
+                        f"tiger (a {kind} run is evaluated with `sidrec eval --run {p}`)")
+    if not p.exists():
+        raise DataError(f"{p}: no such run folder")
     raise DataError(f"{p} has no trained model (looked for sidrec.json and model/sidrec.json); "
                     "is the run finished? `sidrec train sft --resume` continues an interrupted one")
+
+
+def _classic_kind(p: Path) -> str | None:
+    """"popularity" / "sasrec" / "gru4rec" when `p` is a classic run folder, else None."""
+    import json
+
+    try:
+        metrics = json.loads((p / "metrics.json").read_text(encoding="utf-8")) if (p / "metrics.json").is_file() else {}
+        if metrics.get("model") in ("pop", "popularity"):
+            return "popularity"
+        config = (p / "config.yaml").read_text(encoding="utf-8") if (p / "config.yaml").is_file() else ""
+    except (OSError, ValueError):
+        return None
+    for name in ("sasrec", "gru4rec"):
+        if f"model: {name}" in config:
+            return name
+    return None

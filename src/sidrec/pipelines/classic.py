@@ -17,7 +17,7 @@ import pandas as pd
 from sidrec.data.dataset import Dataset
 from sidrec.errors import SidrecError, validated
 from sidrec.evaluation.compare import PairedResult, paired_bootstrap
-from sidrec.utils.io import read_yaml
+from sidrec.utils.io import read_config
 from sidrec.utils.runs import RunDir
 
 ClassicModel = Literal["pop", "sasrec", "gru4rec"]
@@ -41,13 +41,14 @@ def train_classic(
     if model != "pop":  # validate before the run folder is touched
         values: dict[str, Any] = {}
         if resume and (Path(out) / "config.yaml").exists():
-            values.update(read_yaml(Path(out) / "config.yaml") or {})
+            values.update(read_config(Path(out) / "config.yaml"))
         if config_file is not None:
-            values.update(read_yaml(config_file) or {})
+            values.update(read_config(config_file))
         values.update(overrides or {})
         values["model"] = model
         config = validated(SequentialTrainConfig, values, where=str(config_file or "--set"))
-    run = RunDir(out, resume=resume, overwrite=overwrite)
+    inside = config_file is not None and Path(config_file).resolve().parent == Path(out).resolve()
+    run = RunDir(out, resume=resume, overwrite=overwrite, keep={Path(config_file).name} if inside else set())
     try:
         if config is None:
             return train_popularity(dataset, run)
@@ -79,7 +80,7 @@ def evaluate_run(run: str | Path, split: str = "test", *, device: str = "auto", 
     cfg_path = run / "config.yaml"
     if not cfg_path.exists():
         raise SidrecError(f"{run} is not a run folder (config.yaml missing)")
-    cfg = read_yaml(cfg_path) or {}
+    cfg = read_config(cfg_path)
     if not cfg.get("dataset"):
         raise SidrecError(f"{cfg_path} names no dataset folder (key 'dataset')")
     dataset = Dataset.load(cfg["dataset"])

@@ -17,7 +17,7 @@ import pandas as pd
 
 from sidrec.data.dataset import Dataset
 from sidrec.errors import ConfigError, DataError, SidrecError, validated
-from sidrec.utils.io import merge_config, read_yaml, write_json
+from sidrec.utils.io import merge_config, read_config, write_json
 from sidrec.utils.runs import RunDir
 
 
@@ -68,7 +68,7 @@ def continue_from(run: str | Path, method: str, overrides: dict[str, Any] | None
     model_dir = resolve_model_dir(run)
     from sidrec.llm.trainer import with_legacy_defaults
 
-    values = with_legacy_defaults(read_yaml(run / "config.yaml") or {})
+    values = with_legacy_defaults(read_config(run / "config.yaml"))
     if values.get("method", "sft") not in ("sft", "tsrec", "ilrec", "dpo", "sdpo"):
         raise ConfigError(f"--from {run}: a {values.get('method')} run cannot be continued as {method}")
     values["method"] = method
@@ -100,7 +100,7 @@ def sample_run_negatives(
 
     rec = None
     if run is not None:
-        cfg = read_yaml(Path(run) / "config.yaml") if (Path(run) / "config.yaml").is_file() else {}
+        cfg = read_config(Path(run) / "config.yaml") if (Path(run) / "config.yaml").is_file() else {}
         if dataset is None:
             dataset = (cfg or {}).get("dataset")
         if dataset is None:
@@ -140,9 +140,9 @@ def train_sft(
     if resume and (out / "config.yaml").is_file():
         from sidrec.llm.trainer import with_legacy_defaults
 
-        values = with_legacy_defaults(read_yaml(out / "config.yaml") or {})
+        values = with_legacy_defaults(read_config(out / "config.yaml"))
     if isinstance(config, (str, Path)):
-        values = merge_config(values, read_yaml(config) or {})
+        values = merge_config(values, read_config(config))
     elif config:
         values = merge_config(values, config)
     values = merge_config(values, overrides or {})
@@ -162,7 +162,10 @@ def train_sft(
     state = PartialState(cpu=device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
     rank = state.process_index
     if rank == 0:
-        run = RunDir(out, resume=resume, overwrite=overwrite, keep=_inputs_inside(cfg, out))
+        keep = _inputs_inside(cfg, out)
+        if isinstance(config, (str, Path)) and Path(config).resolve().parent == out.resolve():
+            keep.add(Path(config).name)  # a config file kept beside the run (benchmarks do this)
+        run = RunDir(out, resume=resume, overwrite=overwrite, keep=keep)
         checkpointed = resume and (out / "checkpoint" / "progress.json").is_file()
         try:
             if checkpointed:
@@ -213,7 +216,7 @@ def _saved_config(out: Path) -> dict[str, Any] | None:
 
     if not (out / "config.yaml").is_file():
         return None
-    return sft_config(with_legacy_defaults(read_yaml(out / "config.yaml") or {})).model_dump(mode="json")
+    return sft_config(with_legacy_defaults(read_config(out / "config.yaml"))).model_dump(mode="json")
 
 
 def _inputs_inside(cfg: Any, out: Path) -> set[str]:
@@ -239,7 +242,7 @@ def is_llm_run(run: str | Path) -> bool:
     path = Path(run) / "config.yaml"
     if (Path(run) / "model" / "sidrec.json").is_file():
         return True
-    cfg = (read_yaml(path) or {}) if path.is_file() else {}
+    cfg = read_config(path) if path.is_file() else {}
     return isinstance(cfg.get("model"), dict) or "method" in cfg
 
 
@@ -261,7 +264,7 @@ def evaluate_llm_run(
     from sidrec.utils.device import resolve_device
 
     run = Path(run)
-    cfg = read_yaml(run / "config.yaml") or {}
+    cfg = read_config(run / "config.yaml")
     if not cfg.get("dataset"):
         raise DataError("names no dataset folder", path=run / "config.yaml", field="dataset")
     dataset = Dataset.load(cfg["dataset"])
@@ -318,7 +321,7 @@ def recommend(run: str | Path, history: list[str] | str, *, top_k: int = 10, num
     dataset = None
     cfg_path = run / "config.yaml"
     if cfg_path.is_file():
-        ds_path = (read_yaml(cfg_path) or {}).get("dataset")
+        ds_path = read_config(cfg_path).get("dataset")
         if ds_path and Path(ds_path).exists():
             dataset = Dataset.load(ds_path, validate=False)
     if isinstance(history, str):

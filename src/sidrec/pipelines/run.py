@@ -51,7 +51,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sidrec.errors import ConfigError, validated
-from sidrec.utils.io import merge_config, read_json, read_yaml, write_json
+from sidrec.utils.io import merge_config, read_json, read_config, write_json
 from sidrec.utils.progress import console
 
 STAGE_FILE = "stage.json"
@@ -136,7 +136,7 @@ def load_pipeline_config(path_or_name: str | Path, overrides: dict[str, Any] | N
             raise ConfigError(f"config {path_or_name} not found (neither a file nor a packaged config name; "
                               "packaged: " + ", ".join(list_packaged_configs()) + ")")
         path = packaged
-    values = merge_config(read_yaml(path) or {}, overrides or {})
+    values = merge_config(read_config(path), overrides or {})
     return validated(PipelineConfig, values, str(path))
 
 

@@ -47,7 +47,7 @@ from sidrec.semantics.teacher import (
 )
 from sidrec.semantics.tfidf import TfidfTeacher, item_texts
 from sidrec.sids.table import SIDTable, parse_token
-from sidrec.utils.io import read_yaml, write_json
+from sidrec.utils.io import read_config, write_json
 
 TEACHERS = ("openai", "hf", "tfidf")
 CACHE_FILE = "cache.jsonl"
@@ -351,7 +351,7 @@ def resolve_run(run: str | Path) -> RunInputs:
         raise ConfigError(f"--run {run}: no config.yaml naming the dataset (give an SFT run folder, or use "
                           "--data DATASET [--sids SIDS.json])")
     try:
-        cfg = read_yaml(cfg_path) or {}
+        cfg = read_config(cfg_path)
     except Exception as e:  # yaml errors
         raise DataError(f"invalid YAML: {e}", path=cfg_path) from None
     ds_value = cfg.get("dataset") if isinstance(cfg, dict) else None

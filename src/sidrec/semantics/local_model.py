@@ -56,7 +56,12 @@ class LocalChatModel:
             self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=resolve_torch_dtype(dtype, self.device))
         self.model.to(self.device).eval()
         neutralise_generation_config(self.model, self.tokenizer)
+        # generation holds `_lock` (one at a time, waiting at most `lock_timeout` s, each call cut at
+        # `max_time` s); tokenising holds only `_tokenizer_lock`, so it never waits on a generation
         self._lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
+        self.lock_timeout: float | None = None
+        self.max_time: float | None = None
         self._torch = torch
         self._closers: list[int] | None = None
         self._separators: list[int] | None = None
@@ -79,7 +84,8 @@ class LocalChatModel:
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         torch = self._torch
-        enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with self._tokenizer_lock:
+            enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
         input_ids = enc["input_ids"].to(self.device)
         start = input_ids.shape[1]
         limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -87,13 +93,21 @@ class LocalChatModel:
             raise ValueError(f"the prompt has {start} tokens and {max_new_tokens} more were asked for, but "
                              f"{self.name_or_path} takes at most {limit} positions (show fewer items)")
         config = GenerationConfig(max_new_tokens=max(1, int(max_new_tokens)), do_sample=False, num_beams=1,
-                                  pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+                                  pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+                                  max_time=self.max_time)
         criteria = StoppingCriteriaList([_stop_on_text(self.tokenizer, start, stop)]) if stop else None
         processors = LogitsProcessorList([processor(start)]) if processor else None
-        with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids, attention_mask=enc["attention_mask"].to(self.device),
-                                      generation_config=config, stopping_criteria=criteria, logits_processor=processors)
-        new = self.tokenizer.decode(out[0, start:], skip_special_tokens=True)
+        if not self._lock.acquire(timeout=self.lock_timeout if self.lock_timeout is not None else -1):
+            raise ModelBusy(f"the model was busy for {self.lock_timeout:g} s; retry later")
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=input_ids, attention_mask=enc["attention_mask"].to(self.device),
+                                          generation_config=config, stopping_criteria=criteria,
+                                          logits_processor=processors)
+        finally:
+            self._lock.release()
+        with self._tokenizer_lock:
+            new = self.tokenizer.decode(out[0, start:], skip_special_tokens=True)
         if stop:
             cut = stop(new)
             if cut is not None:
@@ -104,16 +118,21 @@ class LocalChatModel:
         """The assistant's reply; with `json_mode`, a JSON object {"description", "keywords"}.
 
         ValueError when the prompt does not fit the model's context."""
-        with self._lock:
+        with self._tokenizer_lock:
             prompt = self.prompt_text(messages)
-            if not json_mode:
-                return self._generate(prompt, max_tokens)[0].strip()
-            return self._json_reply(prompt, max_tokens)
+        if not json_mode:
+            return self._generate(prompt, max_tokens)[0].strip()
+        return self._json_reply(prompt, max_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        with self._tokenizer_lock:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _token_sets(self) -> tuple[list[int], list[int]]:
         """(ids whose text closes the keyword list or the turn, separator ids exempt from the repetition penalty)."""
         if self._closers is None:
-            texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            with self._tokenizer_lock:
+                texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
             self._closers = [i for i, t in enumerate(texts) if "]" in t or "\n" in t or "}" in t]
             self._closers += [int(i) for i in {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id} if i is not None]
             self._separators = [i for i, t in enumerate(texts) if not t.strip(' "\',') or '"' in t]
@@ -139,6 +158,10 @@ class LocalChatModel:
         kw_text, _ = self._generate(prompt + head + description + mid, rest, _keywords_end, processor)
         keywords = _quoted_strings('"' + kw_text)
         return json.dumps({"description": description, "keywords": keywords}, ensure_ascii=False)
+
+
+class ModelBusy(RuntimeError):
+    """The model lock could not be had within `lock_timeout` seconds."""
 
 
 def _content_text(content: Any) -> str:

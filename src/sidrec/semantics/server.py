@@ -13,42 +13,87 @@ are accepted and ignored — decoding is greedy; `response_format: {"type": "jso
 on the local JSON mode of `LocalChatModel`) and `GET /v1/models`. The model name in a request is
 not checked: the server answers with the one model it holds. `app.state.requests` counts the
 chat requests served. Needs the `serve` extra: `pip install 'sidrec[serve]'` (fastapi, uvicorn).
+
+Limits (`ServerLimits`): the body size is checked from Content-Length before anything is read
+(413), a malformed Content-Length is refused (400) and a body that does not arrive in time is
+dropped (408), so no client can hold a worker; requests are strict (unknown fields, bad message
+content, `max_tokens` ≤ 0 or above the cap: 422); prompts are tokenised outside the model lock;
+a request waits at most `queue_timeout_s` for the model (503) and a generation stops after
+`generate_timeout_s`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from sidrec.errors import ConfigError
-from sidrec.semantics.local_model import LocalChatModel
+from sidrec.semantics.local_model import LocalChatModel, ModelBusy
 
 DEFAULT_MAX_TOKENS = 512
 
 
-class Message(BaseModel):
-    """One chat message (content: a string or OpenAI's list of text parts)."""
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one request may ask for and how long anything may wait.
 
-    model_config = ConfigDict(extra="allow")
-    role: str
-    content: Any = ""
+    max_body_bytes:   request bodies above this are refused (413) before they are read or tokenised
+    body_timeout_s:   a client that announces a body and does not send it is dropped (408) after this
+    max_messages:     messages per request
+    max_tokens:       the largest `max_tokens` a request may ask for (1 … this)
+    queue_timeout_s:  a request waits at most this long for the model (503 after)
+    generate_timeout_s: one generation stops after this many seconds (finish_reason "length")
+    """
+
+    max_body_bytes: int = 1 << 20
+    body_timeout_s: float = 10.0
+    max_messages: int = 64
+    max_tokens: int = 2048
+    queue_timeout_s: float = 120.0
+    generate_timeout_s: float = 120.0
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    """One chat message: content is a string or a list of OpenAI text parts."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
 
 
 class ChatRequest(BaseModel):
-    """The fields of an OpenAI chat completion request this server reads (others are accepted)."""
+    """An OpenAI chat completion request. Unknown fields are refused (422); the sampling fields
+    OpenAI clients send are accepted and ignored (decoding is greedy)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
     model: str | None = None
-    messages: list[Message]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    n: Literal[1] = 1
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
     response_format: dict[str, Any] | None = None
-    stream: bool = False
+    stream: Literal[False] = False
 
 
 def _fastapi() -> Any:
@@ -59,15 +104,73 @@ def _fastapi() -> Any:
     return fastapi
 
 
-def create_app(name_or_path: str = "smollm2-135m", *, device: str = "auto", model: LocalChatModel | None = None) -> Any:
+class BodyLimit:
+    """ASGI middleware: a malformed or too large Content-Length is refused before the body is read;
+    the body is read with a deadline per chunk and refused once it exceeds the limit."""
+
+    def __init__(self, app: Any, limits: ServerLimits) -> None:
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        lengths = [v for k, v in scope.get("headers", []) if k.lower() == b"content-length"]
+        if len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
+            await _reply(send, 400, "malformed Content-Length header")
+            return
+        if lengths and int(lengths[0]) > self.limits.max_body_bytes:
+            await _reply(send, 413, f"request body above {self.limits.max_body_bytes} bytes")
+            return
+        chunks, size, more = [], 0, scope["method"] in ("POST", "PUT", "PATCH")
+        while more:
+            try:
+                message = await asyncio.wait_for(receive(), timeout=self.limits.body_timeout_s)
+            except TimeoutError:
+                await _reply(send, 408, f"request body not received within {self.limits.body_timeout_s:g} s")
+                return
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limits.max_body_bytes:
+                await _reply(send, 413, f"request body above {self.limits.max_body_bytes} bytes")
+                return
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _reply(send: Any, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(name_or_path: str = "smollm2-135m", *, device: str = "auto", model: LocalChatModel | None = None,
+               limits: ServerLimits = ServerLimits()) -> Any:  # noqa: B008 - frozen dataclass
     """A FastAPI app answering chat completions with the local model `name_or_path` (loaded now)."""
     fastapi = _fastapi()
     lm = model or LocalChatModel(name_or_path, device=device)
+    lm.lock_timeout, lm.max_time = limits.queue_timeout_s, limits.generate_timeout_s
     app = fastapi.FastAPI(title="sidrec chat server", version="1")
     app.state.model = lm
+    app.state.limits = limits
     app.state.requests = 0
     counter = threading.Lock()
     model_id = name_or_path
+    context = getattr(lm.model.config, "max_position_embeddings", None)
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -77,37 +180,49 @@ def create_app(name_or_path: str = "smollm2-135m", *, device: str = "auto", mode
     def chat(req: ChatRequest) -> dict[str, Any]:
         with counter:
             app.state.requests += 1
-        if req.stream:
-            raise fastapi.HTTPException(status_code=400, detail="streaming is not supported by this server")
-        if not req.messages:
-            raise fastapi.HTTPException(status_code=400, detail="messages is empty")
+        if len(req.messages) > limits.max_messages:
+            raise fastapi.HTTPException(status_code=422, detail=f"at most {limits.max_messages} messages per request")
+        max_tokens = req.max_tokens or req.max_completion_tokens or min(DEFAULT_MAX_TOKENS, limits.max_tokens)
+        if max_tokens > limits.max_tokens:
+            raise fastapi.HTTPException(status_code=422, detail=f"max_tokens: at most {limits.max_tokens}")
         json_mode = (req.response_format or {}).get("type") == "json_object"
-        max_tokens = req.max_tokens or req.max_completion_tokens or DEFAULT_MAX_TOKENS
-        messages = [{"role": m.role, "content": m.content} for m in req.messages]
+        messages = [{"role": m.role, "content": m.content if isinstance(m.content, str) else
+                     "".join(p.text for p in m.content)} for m in req.messages]
+        n_prompt = lm.count_tokens(lm.prompt_text(messages))  # tokenised outside the model lock
+        if context and n_prompt + max_tokens > context:
+            raise fastapi.HTTPException(status_code=400, detail=f"the prompt has {n_prompt} tokens and {max_tokens} "
+                                        f"more were asked for, but the model takes at most {context}")
+        started = time.time()
         try:
             text = lm.complete(messages, json_mode=json_mode, max_tokens=max_tokens)
+        except ModelBusy as e:
+            raise fastapi.HTTPException(status_code=503, detail=str(e)) from None
         except ValueError as e:  # the prompt does not fit the model's context
             raise fastapi.HTTPException(status_code=400, detail=str(e)) from None
-        n_prompt = len(lm.tokenizer(lm.prompt_text(messages), add_special_tokens=False)["input_ids"])
-        n_out = len(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+        n_out = lm.count_tokens(text)
+        timed_out = time.time() - started >= limits.generate_timeout_s
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model_id,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "length" if timed_out else "stop"}],
             "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out},
         }
 
+    app.add_middleware(BodyLimit, limits=limits)
     return app
 
 
 def serve(name_or_path: str = "smollm2-135m", host: str = "127.0.0.1", port: int = 8000, *, device: str = "auto",
-          log_level: str = "info") -> None:
-    """Run the chat server with uvicorn until interrupted."""
+          log_level: str = "info", limits: ServerLimits = ServerLimits()) -> None:  # noqa: B008
+    """Run the chat server with uvicorn until interrupted (in-flight requests finish on Ctrl-C)."""
     _fastapi()
     try:
         import uvicorn
     except ImportError:
         raise ConfigError("the chat server needs fastapi and uvicorn: pip install 'sidrec[serve]'") from None
-    uvicorn.run(create_app(name_or_path, device=device), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(name_or_path, device=device, limits=limits), host=host, port=port, log_level=log_level,
+                timeout_keep_alive=5, timeout_graceful_shutdown=int(limits.generate_timeout_s) + 5,
+                h11_max_incomplete_event_size=64 * 1024)

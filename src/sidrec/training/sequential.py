@@ -54,7 +54,7 @@ from sidrec.models.gru4rec import GRU4Rec
 from sidrec.models.popularity import PopularityModel
 from sidrec.models.sasrec import SASRec
 from sidrec.utils.device import resolve_device
-from sidrec.utils.io import atomic_path, read_yaml, write_text
+from sidrec.utils.io import atomic_path, read_config, write_text
 from sidrec.utils.progress import progress as progress_bar
 from sidrec.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from sidrec.utils.seed import seed_everything
@@ -257,7 +257,7 @@ class SequentialTrainer:
 
     def _check_resume_config(self) -> None:
         saved_path = self.path / "config.yaml"
-        saved = (read_yaml(saved_path) or {}) if saved_path.exists() else None
+        saved = read_config(saved_path) if saved_path.exists() else None
         free = _RESUME_FREE_FIELDS if self.config.scheduler == "constant" else _RESUME_FREE_FIELDS - {"epochs"}
         self.run_dir.check_fingerprint(self.fingerprint(), set(free), saved_config=saved)
 

@@ -115,6 +115,30 @@ def read_yaml(path: str | Path) -> Any:
         return yaml.safe_load(f)
 
 
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a mapping (empty file → {}); ConfigError naming the file when it is
+    missing, not valid YAML (with the line) or not a mapping of keys to values."""
+    from sidrec.errors import ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        value = read_yaml(path)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); re-encode the file as UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys to values, not a YAML {type(value).__name__}")
+    return value
+
+
 def write_parquet(path: str | Path, df: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)

@@ -1,14 +1,19 @@
-"""LC-Rec json layout: `X.inter.json` (+ optional `X.item.json`, `X.index.json`).
+"""LC-Rec json layout: `X.inter.json` with `X.index.json` and / or `X.item.json`.
 
 - `X.inter.json`: `{user: [item, ...]}`, each list in chronological order. No timestamps, so the
   canonical timestamp is the position in the user's list and time_kind is "order".
 - `X.item.json` (optional): `{item: {"title", "description", "brand", "categories"}}`; any other
-  string field becomes an extra text column.
-- `X.index.json` (optional): `{item: ["<a_1>", "<b_2>", ...]}`: semantic IDs that came with the
-  source, kept as `Dataset.external_sids`.
+  field becomes an extra text column. Every field is a string, a list of strings or null (a
+  number or an object is an error, never stored as its repr).
+- `X.index.json`: `{item: ["<a_1>", "<b_2>", ...]}`: semantic IDs that came with the source, kept
+  as `Dataset.external_sids`; every SID has the same number of tokens. Required unless `X.item.json`
+  is present (without either, the items would have neither SIDs nor text).
 
-Item row order: the keys of `X.item.json` when present, else the keys of `X.index.json`, else the
-order of first appearance in `X.inter.json`.
+The json files refuse duplicate keys (the last would win and a user's sequence would be lost),
+NaN / Infinity and deep nesting. Item ids in `X.inter.json` are integers (or strings of digits);
+a user whose list is empty is left out and counted (filter `empty_sequences`).
+
+Item row order: the keys of `X.item.json` when present, else the keys of `X.index.json`.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from sidrec.data.build import Protocol, build_dataset
-from sidrec.data.dataset import Dataset
+from sidrec.data.dataset import Dataset, FilterRecord
+from sidrec.data.importers.reading import MAX_JSON_DEPTH, load_json, read_text
 from sidrec.errors import ConfigError, DataError
 
 INTER_SUFFIX = ".inter.json"
@@ -42,8 +49,9 @@ def import_lcrec(
     Takes the folder, an optional dataset name (default: `X`), the split protocol (only
     leave-one-out: the source has no timestamps) and the history length. Returns the canonical
     Dataset with time_kind "order" and the SIDs of `X.index.json`, if any, as `external_sids`.
-    Raises DataError for unreadable json, non-list sequences, items missing from the item file
-    and items without a SID.
+    Raises DataError for unreadable json, sequences that are not lists of item ids, items missing
+    from the item / index file, items without a SID, SIDs of unequal length and a folder without
+    `X.index.json` (and without `X.item.json`).
     """
     if protocol != "leave-one-out":
         raise ConfigError(
@@ -55,18 +63,30 @@ def import_lcrec(
     item_path = inter_path.with_name(stem + ITEM_SUFFIX)
     index_path = inter_path.with_name(stem + INDEX_SUFFIX)
 
-    interactions = read_inter_json(inter_path)
+    if not index_path.exists() and not item_path.exists():
+        raise DataError(
+            f"no {index_path.name} (and no {item_path.name}): the items would have neither SIDs nor text",
+            path=inter_path.parent,
+            hint=f"an LC-Rec folder holds {inter_path.name} with {index_path.name} (and optionally {item_path.name})",
+        )
+    interactions, empty_users = read_inter_json(inter_path)
     external_sids = read_index_json(index_path) if index_path.exists() else None
     notes: list[str] = []
+    filters: list[FilterRecord] = []
+    if empty_users:
+        filters.append(FilterRecord(
+            name="empty_sequences",
+            description=f"users whose item list in {inter_path.name} is empty (e.g. '{empty_users[0]}')",
+            removed_users=len(empty_users),
+        ))
     if item_path.exists():
         items = read_item_json(item_path)
         _check_known_items(interactions, items, inter_path, item_path)
     else:
         notes.append(f"no {item_path.name}: items have no text (title, description, brand, categories are empty)")
-        order = list(external_sids) if external_sids is not None else list(pd.unique(interactions["item_id"]))
-        items = pd.DataFrame({"item_id": pd.Series(order, dtype=str)})
-        if external_sids is not None:
-            _check_known_items(interactions, items, inter_path, index_path)
+        assert external_sids is not None  # checked above: without X.item.json, X.index.json is required
+        items = pd.DataFrame({"item_id": pd.Series(list(external_sids), dtype=str)})
+        _check_known_items(interactions, items, inter_path, index_path)
     if external_sids is not None:
         check_sids_cover_items(external_sids, items, index_path)
         notes.append(f"external SIDs from {index_path.name}: {sid_summary(external_sids)}")
@@ -78,38 +98,51 @@ def import_lcrec(
         interactions=interactions,
         protocol="leave-one-out",
         max_history=max_history,
+        filters=filters,
         time_kind="order",
         external_sids=external_sids,
         notes=notes,
     )
 
 
-def read_inter_json(path: Path) -> pd.DataFrame:
-    """Read `{user: [item, ...]}`; returns user_id, item_id (str) and timestamp = position (int64)."""
+_INTEGER = re.compile(r"[0-9]+")
+
+
+def read_inter_json(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Read `{user: [item, ...]}`; returns user_id, item_id (str) and timestamp = position (int64),
+    and the users whose list is empty (left out). Raises DataError naming the user for a value that
+    is not a list of integer item ids (ints, or strings of digits)."""
     data = _load_json(path)
     if not isinstance(data, dict):
         raise DataError("expected a json object {user: [item, ...]}", path=path, line=1)
     users: list[str] = []
     item_ids: list[str] = []
     positions: list[int] = []
+    empty: list[str] = []
+    hint = "each value must be the user's list of integer item ids in chronological order"
     for user, seq in data.items():
         if not isinstance(seq, list):
-            raise DataError(
-                f"the sequence of user '{user}' is a {type(seq).__name__}, not a list",
-                path=path,
-                field=str(user),
-                hint="each value must be the user's item list in chronological order",
-            )
+            raise DataError(f"the sequence of user '{user}' is {_json_kind(seq)}, not a list", path=path,
+                            field=str(user), hint=hint)
+        if not seq:
+            empty.append(str(user))
+            continue
+        if not all(type(i) is int for i in seq):
+            for pos, i in enumerate(seq):
+                if not (type(i) is int or isinstance(i, str) and _INTEGER.fullmatch(i)):
+                    raise DataError(f"item {pos + 1} of the sequence of user '{user}' is {_json_kind(i)}, "
+                                    "not an integer item id", path=path, field=str(user), hint=hint)
         users.extend([str(user)] * len(seq))
         item_ids.extend(str(i) for i in seq)
         positions.extend(range(len(seq)))
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "user_id": pd.Series(users, dtype=str),
             "item_id": pd.Series(item_ids, dtype=str),
             "timestamp": pd.Series(positions, dtype="int64"),
         }
     )
+    return frame, empty
 
 
 def read_item_json(path: Path) -> pd.DataFrame:
@@ -121,12 +154,16 @@ def read_item_json(path: Path) -> pd.DataFrame:
     for item_id, meta in data.items():
         if not isinstance(meta, dict):
             raise DataError(
-                f"the entry of item '{item_id}' is a {type(meta).__name__}, not an object",
+                f"the entry of item '{item_id}' is {_json_kind(meta)}, not an object",
                 path=path,
                 field=str(item_id),
             )
         row: dict[str, Any] = {"item_id": str(item_id)}
         for key, value in meta.items():
+            if not (value is None or isinstance(value, str)
+                    or isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise DataError(f"the {key} of item '{item_id}' is {_json_kind(value)}, not a string", path=path,
+                                field=f"{item_id}.{key}", hint="text fields are strings (or lists of strings, or null)")
             if key == "categories":
                 row[key] = categories_of(value)
             else:
@@ -142,13 +179,24 @@ def read_index_json(path: Path) -> dict[str, list[str]]:
         raise DataError("expected a json object {item: [token, ...]}", path=path, line=1)
     sids: dict[str, list[str]] = {}
     for item_id, tokens in data.items():
-        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+        if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t.strip() for t in tokens):
             raise DataError(
-                f"the SID of item '{item_id}' must be a non-empty list of token strings, got {tokens!r}",
+                f"the SID of item '{item_id}' must be a non-empty list of token strings, got {_json_kind(tokens)}",
                 path=path,
                 field=str(item_id),
             )
         sids[str(item_id)] = list(tokens)
+    lengths = Counter(len(t) for t in sids.values())
+    if len(lengths) > 1:
+        common, n_common = lengths.most_common(1)[0]
+        odd = next(i for i, t in sids.items() if len(t) != common)
+        raise DataError(
+            f"the SID of item '{odd}' has {len(sids[odd])} tokens where {n_common} of the {len(sids)} items "
+            f"have {common}",
+            path=path,
+            field=odd,
+            hint=f"every SID has one token per level; {len(sids) - n_common} items differ",
+        )
     return sids
 
 
@@ -246,12 +294,51 @@ def sid_summary(sids: dict[str, list[str]]) -> str:
     return f"{len(sids)} items, {'/'.join(map(str, lengths))} tokens each, {distinct} distinct"
 
 
+def _json_kind(value: Any) -> str:
+    """'a JSON string ("1,2,3")': the JSON type of a value and its start, for error messages."""
+    kinds = {str: "string", dict: "object", list: "array", bool: "boolean", type(None): "null"}
+    kind = kinds.get(type(value), "number")
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return f"a JSON {kind} ({text[:60]}{'…' if len(text) > 60 else ''})"
+
+
+class _Constant(str):
+    """A NaN / Infinity met while locating it (json's parse_constant hook)."""
+
+
 def _load_json(path: Path) -> Any:
+    """`load_json`, with a NaN / Infinity error that names where it stands ('item.title')."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"invalid json: {e.msg}", path=path, line=e.lineno, hint=f"column {e.colno}") from e
+        return load_json(path)
+    except DataError as e:
+        where = _constant_at(path)
+        if where is None:
+            raise
+        raise DataError(f"{where[1]} is not a JSON value (write null, a number or a string)", path=path,
+                        field=where[0]) from e
+
+
+def _constant_at(path: Path) -> tuple[str, str] | None:
+    """(key path, name) of the first NaN / Infinity of a JSON document, if it parses with them."""
+    try:
+        data = json.loads(read_text(path), parse_constant=_Constant)
+    except (DataError, ValueError, RecursionError):
+        return None
+
+    def find(value: Any, where: str, depth: int) -> tuple[str, str] | None:
+        if isinstance(value, _Constant):
+            return where, str(value)
+        if depth > MAX_JSON_DEPTH or not isinstance(value, dict | list):
+            return None
+        pairs = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in pairs:
+            sub = (f"{where}.{k}" if where else str(k)) if isinstance(value, dict) else f"{where}[{k}]"
+            found = find(v, sub, depth + 1)
+            if found is not None:
+                return found
+        return None
+
+    return find(data, "", 0)
 
 
 def _inter_file(path: Path) -> Path:

@@ -4,13 +4,19 @@
       train/X.csv, valid/X.csv, test/X.csv   user_id, history_item_title, item_title,
                                              history_item_id, item_id, history_item_sid, item_sid
                                              (list columns are Python literals: ast.literal_eval)
-      info/X.txt                             sid<TAB>title<TAB>item_id, one line per item
+      info/X.txt                             sid<TAB>title<TAB>item_id, one line per item (required)
       index/C.index.json                     {item_id: [token, ...]}: SIDs that came with the source
       index/C.item.json                      {item_id: {title, description, brand, categories}}
 
 `C` is the category, a prefix of `X` (e.g. `Industrial_and_Scientific` for
 `Industrial_and_Scientific_5_2016-10-2018-11`). Several categories may share the folders: pass
-`category` to choose one.
+`category` to choose one. A folder with index/ (the MiniOneRec layout) needs both index files; one
+without it (the D3 layout) has no external SIDs and titles only.
+
+The layout guarantees that the files agree, so disagreement is an error naming the csv line and
+field: `item_title` must be the info title of `item_id`; with index/, `item_sid` /
+`history_item_sid` must be the SIDs of index/C.index.json, `history_item_title` the info titles,
+and the sid column of info/X.txt the same SIDs.
 
 Protocols:
 - "given": train, valid and test rows are used as they are (histories cut to `max_history`).
@@ -26,15 +32,16 @@ row's target, train → valid → test, file order); timestamp = position, time_
 from __future__ import annotations
 
 import ast
-import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from sidrec.data.build import finalize, normalize_items
 from sidrec.data.dataset import Dataset
 from sidrec.data.importers.lcrec import check_sids_cover_items, read_index_json, read_item_json, sid_summary
+from sidrec.data.importers.reading import csv_rows, open_text
 from sidrec.data.splits import sort_interactions
 from sidrec.errors import DataError
 
@@ -54,6 +61,16 @@ class SplitRow:
     position: int = -1  # the target's position in the user's rebuilt sequence (set by rebuild_sequences)
 
 
+@dataclass
+class Reference:
+    """What the split csvs must agree with: the items' info titles and, with index/, their SIDs."""
+
+    titles: dict[str, str]       # item_id → title of info/X.txt
+    info_path: Path
+    sids: dict[str, str] | None  # item_id → the SID of index/C.index.json, tokens joined as in the csvs
+    index_path: Path | None
+
+
 def import_minionerec(
     path: str | Path,
     *,
@@ -67,7 +84,8 @@ def import_minionerec(
     when the folders hold several) and the history length. Returns the canonical Dataset with the
     given splits (protocol "given"), or protocol "industrial-partial" when train/ is absent, and
     the SIDs of `index/C.index.json` as `external_sids`. Raises DataError naming the file, line and
-    field for unparsable list literals and item ids that are not in the items table.
+    field for unparsable list literals, item ids that are not in the items table and title / SID
+    columns that disagree with info/ and index/, and naming the expected file for a missing one.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -79,16 +97,34 @@ def import_minionerec(
     test_csv = csvs["test"]
     assert test_csv is not None
     stem = test_csv.stem
-    items, notes = read_items(folder, stem)
+    info_path = _required_file(folder / "info", stem, ".txt", "sid<TAB>title<TAB>item_id, one line per item")
+    info = read_info_txt(info_path)
+    index_path = item_json = None
+    if (folder / "index").is_dir():
+        index_path = _required_file(folder / "index", stem, ".index.json", "{item_id: [SID tokens]}", ".item.json")
+        item_json = _required_file(folder / "index", stem, ".item.json", "{item_id: {title, description, …}}",
+                                   ".index.json")
+    external_sids = read_index_json(index_path) if index_path is not None else None
+    if item_json is None:
+        items = info.drop(columns=["sid", "line"]).rename(columns={"title_info": "title"})
+        notes = ["no index/ folder (the D3 layout): no external SIDs, items have titles only "
+                 f"(from {info_path.name}), the SID columns of the csvs are not checked"]
+    else:
+        items, notes = merge_item_text(info.drop(columns=["line"]), read_item_json(item_json), info_path.name,
+                                       item_json.name)
     items = normalize_items(items, str(folder))
-    known = set(items["item_id"])
-    rows = {split: read_split_csv(p, known) if p is not None else [] for split, p in csvs.items()}
-    index_path = _category_file(folder / "index", stem, ".index.json")
-    external_sids = None
-    if index_path is not None:
-        external_sids = read_index_json(index_path)
+    if external_sids is not None:
+        assert index_path is not None
         check_sids_cover_items(external_sids, items, index_path)
+        check_info_sids(info, external_sids, info_path, index_path)
         notes.append(f"external SIDs from {index_path.name}: {sid_summary(external_sids)}")
+    ref = Reference(
+        titles=dict(zip(info["item_id"], info["title_info"])),
+        info_path=info_path,
+        sids={k: "".join(v) for k, v in external_sids.items()} if external_sids is not None else None,
+        index_path=index_path,
+    )
+    rows = {split: read_split_csv(p, ref) if p is not None else [] for split, p in csvs.items()}
     sequences, mismatches = rebuild_sequences([*rows["train"], *rows["valid"], *rows["test"]])
     if mismatches:
         notes.append(
@@ -127,68 +163,95 @@ def import_minionerec(
 
 
 # ---------------------------------------------------------------------- reading
-def read_split_csv(path: Path, known_items: set[str]) -> list[SplitRow]:
+def read_split_csv(path: Path, ref: Reference) -> list[SplitRow]:
     """Read one split csv; returns its rows. Raises DataError (file, 1-based line, field) for a
-    missing column, an unparsable history list, or an item id that is not in `known_items`."""
+    missing column, a row of the wrong width, an unparsable list literal, an item id that is not in
+    the items table, and a title or SID column that disagrees with `ref`."""
     rows: list[SplitRow] = []
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
+    records = csv_rows(path)
+    try:
+        first = next(records, None)
+        if first is None:
             raise DataError("empty file (no header)", path=path, line=1)
+        header = [h.strip() for h in first[1]]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
-            raise DataError(
-                f"missing column; the columns are {header}", path=path, line=1, field=missing[0]
-            )
-        col = {c: header.index(c) for c in REQUIRED_COLUMNS}
-        line = reader.line_num + 1  # the line the next record starts on
-        for record in reader:
-            if len(record) != len(header):
-                raise DataError(
-                    f"{len(record)} fields where the header has {len(header)}", path=path, line=line
-                )
-            history = _parse_id_list(record[col["history_item_id"]], path, line)
-            target = record[col["item_id"]].strip()
-            for item in history:
-                if item not in known_items:
-                    raise DataError(f"history item '{item}' is not in the items table", path=path, line=line,
-                                    field="history_item_id", hint="the items table is info/*.txt")
-            if target not in known_items:
-                raise DataError(f"item '{target}' is not in the items table", path=path, line=line,
-                                field="item_id", hint="the items table is info/*.txt")
-            rows.append(SplitRow(record[col["user_id"]].strip(), history, target, path, line))
-            line = reader.line_num + 1
+            raise DataError(f"missing column; the columns are {header}", path=path, line=1, field=missing[0])
+        repeated = next((c for k, c in enumerate(header) if c in header[:k]), None)
+        if repeated is not None:
+            raise DataError("column appears twice", path=path, line=1, field=repeated)
+        col = {c: k for k, c in enumerate(header)}
+        for line, record in records:
+            rows.append(_split_row(record, header, col, ref, path, line))
+    finally:
+        records.close()
     return rows
 
 
-def _parse_id_list(text: str, path: Path, line: int) -> list[str]:
-    """Parse a Python list literal of item ids (never eval); returns the ids as strings."""
+def _split_row(record: list[str], header: list[str], col: dict[str, int], ref: Reference, path: Path,
+               line: int) -> SplitRow:
+    if len(record) != len(header):
+        raise DataError(f"{len(record)} fields where the header has {len(header)}", path=path, line=line)
+    user = record[col["user_id"]].strip()
+    if not user:
+        raise DataError("empty user_id", path=path, line=line, field="user_id")
+    history = [str(v).strip() for v in _parse_list(record, col, "history_item_id", (int, str), path, line)]
+    target = record[col["item_id"]].strip()
+    for item in history:
+        if item not in ref.titles:
+            raise DataError(f"history item '{item}' is not in the items table", path=path, line=line,
+                            field="history_item_id", hint=f"the items table is {ref.info_path.name}")
+    if target not in ref.titles:
+        raise DataError(f"item '{target}' is not in the items table", path=path, line=line,
+                        field="item_id", hint=f"the items table is {ref.info_path.name}")
+    if "item_title" in col:
+        _agree(record[col["item_title"]].strip(), ref.titles[target], target, "title", ref.info_path,
+               path, line, "item_title")
+    if ref.sids is not None and ref.index_path is not None:  # the MiniOneRec layout: check every column
+        if "history_item_title" in col:
+            titles = _parse_list(record, col, "history_item_title", (str,), path, line)
+            _agree_list([t.strip() for t in titles], [ref.titles[i] for i in history], history, "title",
+                        ref.info_path, path, line, "history_item_title")
+        if "item_sid" in col:
+            _agree(record[col["item_sid"]].strip(), ref.sids[target], target, "SID", ref.index_path,
+                   path, line, "item_sid")
+        if "history_item_sid" in col:
+            sids = _parse_list(record, col, "history_item_sid", (str,), path, line)
+            _agree_list([s.strip() for s in sids], [ref.sids[i] for i in history], history, "SID",
+                        ref.index_path, path, line, "history_item_sid")
+    return SplitRow(user, history, target, path, line)
+
+
+def _parse_list(record: list[str], col: dict[str, int], field: str, types: tuple[type, ...], path: Path,
+                line: int) -> list[Any]:
+    """The Python list literal of one field (ast.literal_eval, never eval), its elements of `types`."""
+    text = record[col[field]].strip()
     try:
-        value = ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError) as e:
-        raise DataError(f"not a Python list literal: {text[:60]!r}", path=path, line=line,
-                        field="history_item_id") from e
-    if not isinstance(value, list | tuple) or not all(isinstance(v, int | str) for v in value):
-        raise DataError(f"expected a list of item ids, got {text[:60]!r}", path=path, line=line,
-                        field="history_item_id")
-    return [str(v).strip() for v in value]
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise DataError(f"not a Python list literal: {text[:60]!r}", path=path, line=line, field=field,
+                        hint="list columns hold literals like [1, 2] or ['a', 'b']") from None
+    if not isinstance(value, list | tuple) or not all(isinstance(v, types) and not isinstance(v, bool) for v in value):
+        kinds = " or ".join(t.__name__ for t in types)
+        raise DataError(f"expected a list of {kinds}, got {text[:60]!r}", path=path, line=line, field=field)
+    return list(value)
 
 
-def read_items(folder: Path, stem: str) -> tuple[pd.DataFrame, list[str]]:
-    """The items table: info/*.txt (sid, title, item_id; its order is the item order) with the text
-    of index/C.item.json. Returns the table and notes on what either file lacks."""
-    info_path = _category_file(folder / "info", stem, ".txt")
-    item_json = _category_file(folder / "index", stem, ".item.json")
-    if info_path is None:
-        if item_json is None:
-            raise DataError("no info/*.txt and no index/*.item.json: no items table", path=folder)
-        return read_item_json(item_json), [f"no info/*.txt: items and their order come from {item_json.name}"]
-    info = read_info_txt(info_path)
-    if item_json is None:
-        titles_only = info.drop(columns=["sid"]).rename(columns={"title_info": "title"})
-        return titles_only, [f"no index/*.item.json: items have titles only (from {info_path.name})"]
-    return merge_item_text(info, read_item_json(item_json), info_path.name, item_json.name)
+def _agree(value: str, expected: str, item: str, what: str, source: Path, path: Path, line: int, field: str) -> None:
+    if value != expected:
+        raise DataError(f"{value[:80]!r}, but {source.parent.name}/{source.name} gives item '{item}' the {what} "
+                        f"{expected[:80]!r}", path=path, line=line, field=field,
+                        hint="the csvs and the info / index files must come from the same release")
+
+
+def _agree_list(values: list[str], expected: list[str], items: list[str], what: str, source: Path, path: Path,
+                line: int, field: str) -> None:
+    if len(values) != len(expected):
+        raise DataError(f"{len(values)} entries for a history of {len(expected)} items (history_item_id)",
+                        path=path, line=line, field=field)
+    for k, (value, want) in enumerate(zip(values, expected)):
+        if value != want:
+            _agree(value, want, items[k], what, source, path, line, f"{field}[{k}]")
 
 
 def merge_item_text(
@@ -210,11 +273,11 @@ def merge_item_text(
 
 
 def read_info_txt(path: Path) -> pd.DataFrame:
-    """Read `sid<TAB>title<TAB>item_id` lines; returns item_id, title_info, sid in file order.
-    Raises DataError (line) for a line without 3 fields or a repeated item id."""
-    rows: list[tuple[str, str, str]] = []
+    """Read `sid<TAB>title<TAB>item_id` lines; returns item_id, title_info, sid and line, in file order.
+    Raises DataError (line) for a line without 3 fields, an empty or repeated item id, or no items."""
+    rows: list[tuple[str, str, str, int]] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for line_no, line in enumerate(f, start=1):
             line = line.rstrip("\n").rstrip("\r")
             if not line.strip():
@@ -224,12 +287,29 @@ def read_info_txt(path: Path) -> pd.DataFrame:
                 raise DataError(f"{len(parts)} tab-separated fields, expected 3 (sid, title, item_id)",
                                 path=path, line=line_no)
             sid, title, item_id = (p.strip() for p in parts)
+            if not item_id:
+                raise DataError("empty item_id", path=path, line=line_no, field="item_id")
             if item_id in seen:
                 raise DataError(f"item_id '{item_id}' repeats line {seen[item_id]}", path=path, line=line_no,
                                 field="item_id")
             seen[item_id] = line_no
-            rows.append((item_id, title, sid))
-    return pd.DataFrame(rows, columns=["item_id", "title_info", "sid"], dtype=str)
+            rows.append((item_id, title, sid, line_no))
+    if not rows:
+        raise DataError("no items (an empty items table)", path=path,
+                        hint="one line per item: sid<TAB>title<TAB>item_id")
+    return pd.DataFrame(rows, columns=["item_id", "title_info", "sid", "line"]).astype(
+        {"item_id": str, "title_info": str, "sid": str, "line": "int64"}
+    )
+
+
+def check_info_sids(info: pd.DataFrame, sids: dict[str, list[str]], info_path: Path, index_path: Path) -> None:
+    """Raise DataError (info line) unless each info sid is the item's SID of the index file, joined."""
+    for item, sid, line in zip(info["item_id"], info["sid"], info["line"]):
+        want = "".join(sids[item])
+        if sid != want:
+            raise DataError(f"sid {sid[:80]!r}, but {index_path.name} gives item '{item}' the SID {want!r}",
+                            path=info_path, line=int(line), field="sid",
+                            hint="info/ and index/ must come from the same release")
 
 
 # ---------------------------------------------------------------------- sequences and splits
@@ -315,3 +395,15 @@ def _category_file(folder: Path, stem: str, suffix: str) -> Path | None:
         return None
     matches = [p for p in folder.glob(f"*{suffix}") if stem.startswith(p.name[: -len(suffix)])]
     return max(matches, key=lambda p: len(p.name)) if matches else None
+
+
+def _required_file(folder: Path, stem: str, suffix: str, what: str, sibling_suffix: str | None = None) -> Path:
+    """`_category_file`, or DataError naming the file expected (its category taken from the sibling
+    file of `sibling_suffix` when there is one)."""
+    found = _category_file(folder, stem, suffix)
+    if found is not None:
+        return found
+    sibling = _category_file(folder, stem, sibling_suffix) if sibling_suffix is not None else None
+    expected = (sibling.name[: -len(sibling_suffix or "")] if sibling is not None else stem) + suffix
+    raise DataError(f"no {folder.name}/{expected} ({what})", path=folder,
+                    hint=f"a MiniOneRec folder has it; its name is the csv name {stem!r} or a prefix of it")

@@ -7,18 +7,24 @@ ml-1m    ratings.dat  UserID::MovieID::Rating::Timestamp
          movies.dat   MovieID::Title::Genres (latin-1, genres separated by |)
 
 Titles are kept as given ("Toy Story (1995)"); genres become `categories`; the ml-100k release
-date is kept as an extra text column `release_date`.
+date is kept as an extra text column `release_date`. The movie file is part of both releases and
+is required. User and movie ids are whole numbers, ratings finite numbers and timestamps unix
+seconds between 1990 and now; anything else is a DataError naming the file, line and field.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sidrec.data.build import Protocol, build_dataset
 from sidrec.data.dataset import Dataset, FilterRecord
+from sidrec.data.importers import reading
 from sidrec.errors import DataError
 
 ENCODING = "latin-1"
@@ -28,6 +34,7 @@ ML100K_GENRES = (
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )
 ML100K_ITEM_FIELDS = ("item_id", "title", "release_date", "video_release_date", "imdb_url")
+_ID = re.compile(r"[0-9]+")
 
 
 def import_movielens(
@@ -44,8 +51,9 @@ def import_movielens(
     Takes the folder, an optional dataset name (default: the folder name), the split protocol and
     its history length, and an optional minimum rating (lower ratings are removed and counted).
     Returns the canonical Dataset. Raises DataError naming the file, line and field for a line
-    with the wrong number of fields, a non-numeric value, a repeated movie id or a rated movie
-    that the movie file does not list.
+    with the wrong number of fields, an id that is not a whole number, a non-numeric or non-finite
+    value, a time outside 1990..now, a repeated movie id or a rated movie that the movie file does
+    not list; and naming the file for a missing movie file or an empty ratings or movie file.
     """
     ratings_path, movies_path, variant = _files(Path(path))
     sep = "\t" if variant == "ml-100k" else "::"
@@ -57,12 +65,13 @@ def import_movielens(
                                     removed_interactions=int((~keep).sum())))
         inter, lines = inter[keep], lines[keep.to_numpy()]
     notes: list[str] = [f"MovieLens {variant}"]
-    if movies_path is None:
-        items = pd.DataFrame({"item_id": pd.unique(inter["item_id"])})
-        notes.append("no movie file: items have no text")
-    else:
-        items = read_ml100k_items(movies_path) if variant == "ml-100k" else read_ml1m_movies(movies_path)
-        _check_known(inter, lines, items, ratings_path, movies_path)
+    if not movies_path.is_file():
+        raise DataError(f"movie file not found: {movies_path.name} is part of the {variant} release",
+                        path=movies_path, hint=f"unpack the whole {variant} archive into {movies_path.parent}")
+    items = read_ml100k_items(movies_path) if variant == "ml-100k" else read_ml1m_movies(movies_path)
+    if items.empty:
+        raise DataError("no movies (the file is empty)", path=movies_path)
+    _check_known(inter, lines, items, ratings_path, movies_path)
     return build_dataset(
         name=name or ratings_path.parent.name,
         source=str(ratings_path.parent),
@@ -81,19 +90,26 @@ def import_movielens(
 # ---------------------------------------------------------------------- ratings
 def read_ratings(path: Path, sep: str) -> tuple[pd.DataFrame, pd.Series]:
     """Read `u.data` (sep TAB) or `ratings.dat` (sep ::); returns user_id, item_id (str), rating
-    (float), timestamp (int64) in file order, and the 1-based line number of each row."""
+    (float), timestamp (int64) in file order, and the 1-based line number of each row. Raises
+    DataError for a bad value (file, line, field), times outside 1990..now and an empty file."""
     users: list[str] = []
     items: list[str] = []
     ratings: list[float] = []
-    times: list[int] = []
+    times: list[float] = []
     line_numbers: list[int] = []
     for line_no, parts in delimited_lines(path, sep, RATING_FIELDS):
-        users.append(_nonempty(parts[0], path, line_no, "user_id"))
-        items.append(_nonempty(parts[1], path, line_no, "item_id"))
+        users.append(_id(parts[0], path, line_no, "user_id"))
+        items.append(_id(parts[1], path, line_no, "item_id"))
         ratings.append(_number(parts[2], path, line_no, "rating"))
-        times.append(int(_number(parts[3], path, line_no, "timestamp", integer=True)))
+        times.append(_number(parts[3], path, line_no, "timestamp", integer=True))
         line_numbers.append(line_no)
-    df = pd.DataFrame({"user_id": users, "item_id": items, "rating": ratings, "timestamp": times})
+    if not users:
+        raise DataError("no ratings (the file is empty)", path=path)
+    seconds = reading.check_unix_seconds(
+        times, path, "timestamp", lines=line_numbers, era_start=reading.ERA_1990,
+        unit_hint="MovieLens times are unix seconds; these look like milliseconds (divide by 1000)"
+        if float(np.median(times)) > 1e11 else None)
+    df = pd.DataFrame({"user_id": users, "item_id": items, "rating": ratings, "timestamp": seconds})
     df = df.astype({"user_id": str, "item_id": str, "rating": "float64", "timestamp": "int64"})
     return df, pd.Series(line_numbers, dtype="int64")
 
@@ -107,7 +123,7 @@ def read_ml100k_items(path: Path) -> pd.DataFrame:
     rows: list[tuple[str, str, list[str], str]] = []
     seen: dict[str, int] = {}
     for line_no, parts in delimited_lines(path, "|", fields):
-        item_id = _nonempty(parts[0], path, line_no, "item_id")
+        item_id = _id(parts[0], path, line_no, "item_id")
         _unique(item_id, seen, path, line_no)
         flags = parts[len(ML100K_ITEM_FIELDS) :]
         for genre, flag in zip(genres, flags, strict=True):
@@ -137,7 +153,7 @@ def read_ml1m_movies(path: Path) -> pd.DataFrame:
     rows: list[tuple[str, str, list[str]]] = []
     seen: dict[str, int] = {}
     for line_no, parts in delimited_lines(path, "::", ("item_id", "title", "genres")):
-        item_id = _nonempty(parts[0], path, line_no, "item_id")
+        item_id = _id(parts[0], path, line_no, "item_id")
         _unique(item_id, seen, path, line_no)
         genres = [g.strip() for g in parts[2].split("|") if g.strip() and g.strip() != "(no genres listed)"]
         rows.append((item_id, parts[1].strip(), genres))
@@ -146,9 +162,10 @@ def read_ml1m_movies(path: Path) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------- line helpers
 def delimited_lines(path: Path, sep: str, fields: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
-    """Yield (1-based line number, fields) for each non-blank line (latin-1); raises DataError with
-    the file, line and the first missing field when a line has too few or too many fields."""
-    with open(path, encoding=ENCODING) as f:
+    """Yield (1-based line number, fields) for each non-blank line (latin-1, plain or gzip); raises
+    DataError with the file, line and the first missing field when a line has too few or too many
+    fields."""
+    with reading.open_text(path, encoding=ENCODING) as f:
         for line_no, line in enumerate(f, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -171,11 +188,23 @@ def _nonempty(value: str, path: Path, line: int, field: str) -> str:
     return value
 
 
+def _id(value: str, path: Path, line: int, field: str) -> str:
+    """A user or movie id: a whole number, kept as its text (surrounding spaces or tabs are refused:
+    they are a stray separator)."""
+    _nonempty(value, path, line, field)
+    if not _ID.fullmatch(value):
+        raise DataError(f"{value[:40]!r} is not a whole-number id", path=path, line=line, field=field,
+                        hint="MovieLens ids are whole numbers; is a separator missing or doubled?")
+    return value
+
+
 def _number(value: str, path: Path, line: int, field: str, *, integer: bool = False) -> float:
     try:
         number = float(value)
     except ValueError as e:
         raise DataError(f"'{value.strip()}' is not a number", path=path, line=line, field=field) from e
+    if not math.isfinite(number):
+        raise DataError(f"'{value.strip()}' is not a finite number", path=path, line=line, field=field)
     if integer and not number.is_integer():
         raise DataError(f"'{value.strip()}' is not an integer", path=path, line=line, field=field)
     return number
@@ -196,8 +225,9 @@ def _check_known(inter: pd.DataFrame, lines: pd.Series, items: pd.DataFrame, rat
                         line=int(lines.iloc[i]), field="item_id")
 
 
-def _files(path: Path) -> tuple[Path, Path | None, str]:
-    """The ratings file, the movie file (None if absent) and the variant ("ml-100k" or "ml-1m")."""
+def _files(path: Path) -> tuple[Path, Path, str]:
+    """The ratings file, the path of the movie file (it may be missing: the caller reports that
+    after the ratings) and the variant ("ml-100k" or "ml-1m")."""
     if path.is_file():
         folder, name = path.parent, path.name
     elif path.is_dir():
@@ -208,10 +238,7 @@ def _files(path: Path) -> tuple[Path, Path | None, str]:
                             hint="point at an unpacked MovieLens 100K or 1M folder")
     else:
         raise DataError("no such file or folder", path=path)
-    if name == "u.data":
-        movies = folder / "u.item"
-        return folder / name, movies if movies.exists() else None, "ml-100k"
-    if name == "ratings.dat":
-        movies = folder / "movies.dat"
-        return folder / name, movies if movies.exists() else None, "ml-1m"
-    raise DataError("not a MovieLens ratings file (expected u.data or ratings.dat)", path=path)
+    variant = {"u.data": "ml-100k", "ratings.dat": "ml-1m"}.get(name)
+    if variant is None:
+        raise DataError("not a MovieLens ratings file (expected u.data or ratings.dat)", path=path)
+    return folder / name, folder / ("u.item" if variant == "ml-100k" else "movies.dat"), variant

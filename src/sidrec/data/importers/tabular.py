@@ -6,23 +6,28 @@
                                `categories_sep`-separated string); any other column is kept as
                                an extra text column
 
-Times may be numbers (unix seconds) or ISO 8601 dates; without a time column the row order is
-the time (time_kind "order"). Errors name the file, the line (CSV: the line as an editor shows it;
-parquet: the 1-based row) and the column.
+Times may be numbers (unix seconds, or ordinal) or ISO 8601 dates; they must be finite, ≥ 0 and
+not in the future. Without a time column the row order is the time (time_kind "order"). Errors
+name the file, the line (CSV: the line as an editor shows it; parquet: the 1-based row) and the
+column: a CSV that is not UTF-8, cannot be parsed, has a header shorter than its rows or a field
+over reading.CSV_FIELD_LIMIT characters, and a parquet file that is truncated or not parquet.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from sidrec.data.build import Protocol, build_dataset
 from sidrec.data.dataset import Dataset, FilterRecord
+from sidrec.data.importers import reading
 from sidrec.errors import ConfigError, DataError
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -98,17 +103,98 @@ def import_tabular(
 # ---------------------------------------------------------------------- tables
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV (UTF-8, with or without BOM; every value a string, empty cells as "") or parquet
-    file; returns it with a RangeIndex (row i is data row i + 1)."""
+    file; returns it with a RangeIndex (row i is data row i + 1). DataError (file, line, column)
+    for a file that is not UTF-8, not parsable, has fewer header names than row fields or a
+    field above reading.CSV_FIELD_LIMIT characters, and for a truncated or non-parquet .parquet."""
     if path.suffix == ".parquet":
-        return pd.read_parquet(path).reset_index(drop=True)
+        return _read_parquet(path)
     if path.suffix == ".csv":
-        try:
-            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        except pd.errors.ParserError as e:
-            raise DataError(f"cannot parse: {e}", path=path) from e
-        except pd.errors.EmptyDataError as e:
-            raise DataError("empty file (no header)", path=path, line=1) from e
+        df = _read_csv(path)
+        _check_field_lengths(df, path)
+        return df
     raise DataError(f"unsupported table type '{path.suffix}' (use .csv or .parquet)", path=path)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A parquet file as a frame; DataError when it lacks the PAR1 markers (truncated, or another
+    format under a .parquet name) or pyarrow cannot read it."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+        f.seek(max(0, path.stat().st_size - 4))
+        tail = f.read(4)
+    if head != b"PAR1" or tail != b"PAR1" or path.stat().st_size < 12:
+        kind = "truncated parquet data" if head == b"PAR1" else "not a parquet file"
+        raise DataError(f"{kind} (no PAR1 marker at its {'end' if head == b'PAR1' else 'start'})", path=path,
+                        hint="write it again (DataFrame.to_parquet), or give a CSV file a .csv name")
+    try:
+        return pd.read_parquet(path).reset_index(drop=True)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise DataError(f"cannot read the parquet data ({_first_line(e)})", path=path,
+                        hint="write it again (DataFrame.to_parquet)") from None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A UTF-8 CSV (BOM allowed) as a frame of strings; every pandas failure becomes one DataError
+    naming the file and, where it can be found, the line."""
+    if reading.is_gzip(path):
+        raise DataError("gzip-compressed data under a .csv name", path=path, hint="decompress it (gunzip)")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        reading.read_text(path)  # raises the DataError naming the line
+        raise DataError(f"bytes that are not UTF-8 ({e.reason})", path=path,
+                        hint="re-encode the file as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        raise DataError("empty file (no header)", path=path, line=1) from None
+    except pd.errors.ParserError as e:
+        _find_csv_defect(path)  # raises the DataError naming the line as an editor shows it
+        m = re.search(r"(?:line|row) (\d+)", str(e))
+        raise DataError(f"cannot parse as CSV ({_first_line(e).removeprefix('Error tokenizing data. ')})",
+                        path=path, line=int(m.group(1)) if m else None) from None
+    if not isinstance(df.index, pd.RangeIndex):  # pandas takes the surplus leading fields as the index
+        raise DataError(f"the header names {len(df.columns)} columns but the rows have "
+                        f"{len(df.columns) + df.index.nlevels} fields: the columns would shift", path=path, line=1,
+                        hint="add the missing column names to the header")
+    return df
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _find_csv_defect(path: Path) -> None:
+    """Raise DataError at the first row that the csv module cannot read or that has more fields
+    than the header (pandas' own line numbers skip the line breaks inside quoted cells)."""
+    width = None
+    try:
+        for line, row in reading.csv_rows(path):
+            if width is None:
+                width = len(row)
+            elif len(row) > width:
+                raise DataError(f"{len(row)} fields, but the header names {width} columns", path=path, line=line,
+                                hint="quote values that contain a comma")
+    except DataError as e:
+        if "unexpected end of data" in e.message:
+            raise DataError("a quote opened in this row is never closed", path=path, line=e.line,
+                            hint="remove the stray quote, or double quotes inside quoted values") from None
+        if "expected after" in e.message:
+            raise DataError(f"a stray quote ({e.message})", path=path, line=e.line,
+                            hint="quote the whole value and double the quotes inside it") from None
+        raise
+
+
+def _check_field_lengths(df: pd.DataFrame, path: Path) -> None:
+    """DataError (line, column) for the first field longer than reading.CSV_FIELD_LIMIT characters."""
+    first: tuple[int, str, int] | None = None
+    for col in df.columns:
+        lengths = df[col].astype(str).str.len().to_numpy()
+        long = np.flatnonzero(lengths > reading.CSV_FIELD_LIMIT)
+        if len(long) and (first is None or long[0] < first[0]):
+            first = (int(long[0]), str(col), int(lengths[long[0]]))
+    if first is not None:
+        row, col, n = first
+        raise DataError(f"a field of {n:,} characters (limit {reading.CSV_FIELD_LIMIT:,}; a stray quote or a "
+                        "missing line break merged lines)", path=path, line=line_of(df, row, path), field=col)
 
 
 def require_columns(df: pd.DataFrame, columns: Sequence[str], path: Path, hint: str | None = None) -> None:
@@ -117,6 +203,17 @@ def require_columns(df: pd.DataFrame, columns: Sequence[str], path: Path, hint: 
         if col not in df.columns:
             raise DataError(f"missing column; the columns are {list(map(str, df.columns))}", path=path,
                             line=1 if path.suffix == ".csv" else None, field=col, hint=hint)
+
+
+def lines_of(df: pd.DataFrame, path: Path) -> np.ndarray:
+    """`line_of` for every row at once (int64)."""
+    n = len(df)
+    if path.suffix != ".csv":
+        return np.arange(1, n + 1, dtype="int64")
+    breaks = np.zeros(n, dtype="int64")
+    for c in df.columns:
+        breaks += df[c].astype(str).str.count("\n").to_numpy(dtype="int64")
+    return np.arange(n, dtype="int64") + 2 + np.concatenate([[0], np.cumsum(breaks)[:-1]]).astype("int64")
 
 
 def line_of(df: pd.DataFrame, row: int, path: Path) -> int:
@@ -140,8 +237,9 @@ def _ids(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
 
 
 def parse_times(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
-    """A time column as unix seconds (int64): numbers are seconds, strings may be ISO 8601 dates,
-    datetime columns are converted (UTC when naive). DataError names the first bad line."""
+    """A time column as unix seconds (int64): numbers are seconds (fractions cut off), strings may
+    be ISO 8601 dates, datetime columns are converted (UTC when naive). DataError names the first
+    bad line: not a number or date, not finite, negative or in the future."""
     values = df[col]
     if pd.api.types.is_datetime64_any_dtype(values):
         return _seconds(values, df, col, path)
@@ -150,7 +248,7 @@ def parse_times(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
     else:
         numbers = pd.to_numeric(values.astype(str).str.strip(), errors="coerce")
     if numbers.notna().all():
-        return np.floor(numbers).astype("int64")
+        return _checked(numbers.to_numpy(dtype="float64"), df, col, path)
     if numbers.notna().any():
         row = int(np.flatnonzero(numbers.isna().to_numpy())[0])
         raise DataError(f"'{values.iloc[row]}' is not a number (the other times are numbers)", path=path,
@@ -168,7 +266,17 @@ def _seconds(dates: pd.Series, df: pd.DataFrame, col: str, path: Path) -> pd.Ser
     if dates.dt.tz is None:
         dates = dates.dt.tz_localize("UTC")
     epoch = pd.Timestamp("1970-01-01", tz="UTC")
-    return ((dates - epoch) // pd.Timedelta(seconds=1)).astype("int64")
+    return _checked(((dates - epoch) // pd.Timedelta(seconds=1)).to_numpy(dtype="float64"), df, col, path)
+
+
+def _checked(seconds: np.ndarray, df: pd.DataFrame, col: str, path: Path) -> pd.Series:
+    """Seconds checked by reading.check_unix_seconds (finite, ≥ 0, not in the future) as int64;
+    the lines of the rows are computed only for the error."""
+    try:
+        return pd.Series(reading.check_unix_seconds(seconds, path, col), index=df.index)
+    except DataError:
+        reading.check_unix_seconds(seconds, path, col, lines=lines_of(df, path))
+        raise
 
 
 def read_items_table(path: Path, id_col: str = "item_id", categories_sep: str = "|") -> pd.DataFrame:

@@ -1,0 +1,3 @@
+from sidrec.cli.main import entry
+
+entry()

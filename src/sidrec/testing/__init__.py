@@ -1,0 +1,1 @@
+"""Helpers for testing sidrec itself: malformed-input corpora."""
