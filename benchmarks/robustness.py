@@ -10,7 +10,8 @@
    command; each must end with one `error:` line naming the field / option / file.
 3. Resume (`sidrec.testing.kill`): SFT and SASRec runs killed with SIGKILL at chosen points (optimizer
    steps, inside a checkpoint write, between the two renames of a checkpoint swap, while metrics
-   are written), resumed each time, must end with the uninterrupted run's metrics and weights.
+   are written) and at seeded random steps and checkpoint-file writes, resumed each time, must end
+   with the uninterrupted run's metrics and weights.
 
 Writes benchmarks/results/robustness.json: summary keys `fuzz.cases`, `fuzz.tracebacks`, `fuzz.silent`,
 `fuzz.clear_errors`, `fuzz.counted_filters` (importer and command cases together, and per part under
@@ -46,21 +47,30 @@ def run_commands(work: Path) -> list[dict[str, Any]]:
     return [vars(cli_cases.run_case(args, expect, work)) for args, expect in cli_cases.CASES]
 
 
-def run_resume(work: Path) -> list[dict[str, Any]]:
+def run_resume(work: Path, seeds: int) -> list[dict[str, Any]]:
     setups = kill.make_setups(work)
     out = []
     for kind, specs in (("sft", kill.SFT_KILLS), ("sasrec", kill.SASREC_KILLS)):
         t0 = time.time()
         full = kill.uninterrupted(setups, kind, work / f"{kind}-full")
-        cut = kill.kill_then_resume(setups, kind, work / f"{kind}-cut", specs)
-        out.append({"trainer": kind, "kill_points": specs, "identical": kill.same_result(kind, full, cut),
+        reached: list[str] = []
+        cut = kill.kill_then_resume(setups, kind, work / f"{kind}-cut", specs, reached=reached)
+        out.append({"trainer": kind, "kill_points": reached, "identical": kill.same_result(kind, full, cut),
                     "seconds": round(time.time() - t0, 1)})
+        for seed in range(seeds):  # seeded random points (steps and checkpoint-file writes) in a row
+            t0, reached = time.time(), []
+            specs = kill.random_kills(kind, seed)
+            cut = kill.kill_then_resume(setups, kind, work / f"{kind}-random{seed}", specs, allow_unreached=True,
+                                        reached=reached)
+            out.append({"trainer": kind, "kill_points": reached, "planned": specs, "random_seed": seed,
+                        "identical": kill.same_result(kind, full, cut), "seconds": round(time.time() - t0, 1)})
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--random-seeds", type=int, default=2, help="runs killed at seeded random points, per trainer")
     args = ap.parse_args()
     import torch
 
@@ -71,7 +81,7 @@ def main() -> None:
         t0 = time.time()
         importers = run_importers(work / "importers")
         commands = run_commands(work / "commands")
-        resume = run_resume(work / "resume")
+        resume = run_resume(work / "resume", args.random_seeds)
         seconds = time.time() - t0
 
     def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -102,7 +112,8 @@ def main() -> None:
                   str(counts(commands)["silent"]), str(counts(commands)["tracebacks"]))
     console.print(table)
     for r in resume:
-        console.print(f"resume {r['trainer']}: {len(r['kill_points'])} kill points → "
+        console.print(f"resume {r['trainer']}{' (random ' + str(r['random_seed']) + ')' if 'random_seed' in r else ''}: "
+                      f"{len(r['kill_points'])} kill points → "
                       f"{'identical' if r['identical'] else 'DIFFERENT'} metrics ({r['seconds']} s)")
     bad = [r for r in importers + commands if r["kind"] in ("traceback", "silent", "accepted")]
     for r in bad:

@@ -130,12 +130,27 @@ def run_child(setups: dict[str, Any], kind: str, out: Path, spec: str, resume: b
     return proc.returncode
 
 
-def kill_then_resume(setups: dict[str, Any], kind: str, out: Path, specs: list[str]) -> dict[str, Any]:
-    """Kill a run at each spec in turn (resuming after each), then let it finish; its metrics.json."""
+def random_kills(kind: str, seed: int, n: int = 4) -> list[str]:
+    """`n` seeded random kill points: optimizer steps and tensor-file writes (checkpoint contents)."""
+    import random
+
+    rng = random.Random(f"{kind}/{seed}")
+    steps = 10 if kind == "sft" else 12  # optimizer steps of the tiny runs of make_setups (per process)
+    return [f"step:{rng.randint(1, steps)}" if rng.random() < 0.6 else f"save:{rng.randint(1, 6)}" for _ in range(n)]
+
+
+def kill_then_resume(setups: dict[str, Any], kind: str, out: Path, specs: list[str],
+                     allow_unreached: bool = False, reached: list[str] | None = None) -> dict[str, Any]:
+    """Kill a run at each spec in turn (resuming after each), then let it finish; its metrics.json.
+    With `allow_unreached`, a spec the resumed run finishes before reaching ends the sequence."""
     for i, spec in enumerate(specs):
         rc = run_child(setups, kind, out, spec, resume=i > 0)
+        if rc == 0 and allow_unreached:
+            break
         if rc != -signal.SIGKILL:
             raise RuntimeError(f"{spec}: the kill point was never reached")
+        if reached is not None:
+            reached.append(spec)
         if (out / "metrics.json").exists() and not spec.startswith("before:metrics"):
             raise RuntimeError(f"{spec}: metrics.json exists before the run finished")
     if run_child(setups, kind, out, "none", resume=True) != 0:
