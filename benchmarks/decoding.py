@@ -83,7 +83,7 @@ def load_recommender(args: argparse.Namespace, dataset: Dataset) -> tuple[Genera
     else:
         from sidrec.llm.backbone import BackboneConfig, load_backbone
         from sidrec.llm.sft_data import SFTDataConfig
-        from sidrec.llm.trainer import load_sid_table
+        from sidrec.sids.load import load_sid_table
 
         table = load_sid_table(dataset, None)
         cfg = BackboneConfig(num_layers=args.num_layers, dtype="float32")

@@ -70,7 +70,7 @@ SCALES: dict[str, dict[str, Any]] = {
 def prepare(work: Path, teachers: set[str]) -> tuple[Path, dict[str, Path], dict[str, Any]]:
     """The imported dataset and both teachers' semantics.json (built once)."""
     from sidrec.data.dataset import Dataset
-    from sidrec.llm.trainer import load_sid_table
+    from sidrec.sids.load import load_sid_table
     from sidrec.semantics.format import coverage, load_semantics, save_semantics
 
     data = work / "data"
@@ -130,7 +130,7 @@ def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str
 
     from sidrec.data.dataset import Dataset
     from sidrec.llm.backbone import BackboneConfig, load_backbone
-    from sidrec.llm.trainer import load_sid_table
+    from sidrec.sids.load import load_sid_table
     from sidrec.llm.tsrec import sa_init
     from sidrec.semantics.format import load_semantics
 

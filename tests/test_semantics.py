@@ -340,7 +340,7 @@ def test_levels_and_teacher_options_are_checked() -> None:
 @pytest.fixture(scope="module")
 def industrial():
     from sidrec.data.importers.minionerec import import_minionerec
-    from sidrec.llm.trainer import load_sid_table
+    from sidrec.sids.load import load_sid_table
 
     ds = import_minionerec(shared_path("amazon18-industrial"))
     return ds, load_sid_table(ds, None)

@@ -288,9 +288,9 @@ def eval_compare(
 
 
 def _is_main_process() -> bool:
-    import torch
+    from sidrec.utils.distributed import is_main_process
 
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
+    return is_main_process()
 
 
 # ----------------------------------------------------------------------------- recommend

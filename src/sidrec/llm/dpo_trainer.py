@@ -31,8 +31,7 @@ from sidrec.data.dataset import Dataset
 from sidrec.errors import ConfigError, DataError
 from sidrec.llm.negatives import load_negatives
 from sidrec.llm.preference_losses import dpo_loss, implicit_rewards, sdpo_loss, sequence_logps
-from sidrec.llm.recommender import sid_maps
-from sidrec.llm.sft_data import PromptBuilder, SFTCorpus, TokenizedExample
+from sidrec.llm.sft_data import SFTCorpus, TokenizedExample
 from sidrec.llm.shared_prefix import collate_prompt_groups, prompt_group_logps
 from sidrec.llm.trainer import SFTTrainer
 from sidrec.sids.table import SIDTable
@@ -58,8 +57,8 @@ class DPOTrainer(SFTTrainer):
         if short.any():
             raise DataError(f"{s.negatives}: line {int(np.flatnonzero(short)[0]) + 1} has fewer than "
                             f"dpo.num_negatives={k} negatives; sample more per example or lower num_negatives")
-        strings, ids = sid_maps(table, self.sid_tokens)
-        builder = PromptBuilder(self.tokenizer, strings, ids, self.config.data)
+        builder = self.prompt_builder(table)
+        ids = builder.sid_ids
         rows = frame["row"].to_numpy()
         hists = [[str(i) for i in train["history"].iat[r]] for r in rows]
         prompts = builder.history_prompts("seqrec", hists, rows.tolist())

@@ -17,22 +17,10 @@ import torch
 
 from sidrec.evaluation.metrics import DEFAULT_KS, UNRANKED, metrics_from_ranks, ranks_from_scores
 from sidrec.llm.recommender import GenerativeRecommender
+from sidrec.utils.distributed import gather_objects, rank, world_size
 from sidrec.utils.progress import progress
 
 
-def _world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _gather(obj: Any) -> list[Any]:
-    rank, world = _world()
-    if world == 1:
-        return [obj]
-    out: list[Any] = [None] * world
-    torch.distributed.all_gather_object(out, obj)
-    return out
 
 
 def rank_split(
@@ -47,9 +35,9 @@ def rank_split(
     description: str = "decoding",
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(ranks [N], top-k item indices [N, top_k], invalid outputs) for the rows of `frame`, in order."""
-    rank, world = _world()
+    me, world = rank(), world_size()
     n = len(frame)
-    mine = np.arange(rank, n, world)
+    mine = np.arange(me, n, world)
     histories = [list(map(str, h)) for h in frame["history"]]
     targets = np.array([rec.item_index[str(t)] for t in frame["target"]], dtype=np.int64)
     top_k = min(top_k, num_beams)
@@ -58,7 +46,7 @@ def rank_split(
     invalid = 0
     expected = min(top_k, rec.token_trie.trie.n_items)
     batches = range(0, len(mine), batch_size)
-    with progress(disable=not show_progress or rank != 0) as bar:
+    with progress(disable=not show_progress or me != 0) as bar:
         task = bar.add_task(description, total=len(batches))
         for start in batches:
             rows = mine[start:start + batch_size]
@@ -77,7 +65,7 @@ def rank_split(
             ranks_local[start:start + len(rows)] = r_
             topk_local[start:start + len(rows)] = top
             bar.advance(task)
-    parts = _gather((mine, ranks_local, topk_local, invalid))
+    parts = gather_objects((mine, ranks_local, topk_local, invalid))
     ranks = np.zeros(n, dtype=np.int64)
     topk = np.full((n, top_k), -1, dtype=np.int64)
     invalid_total = 0

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from sidrec.utils.optim import decay_groups
+
 SID_DELTA_NAME = "trainable_tokens_delta"
 
 
@@ -92,8 +94,7 @@ def param_groups(model: Any, sid_token_ids: Sequence[int], *, lr: float, weight_
     """AdamW groups (see the module docstring) and the SID-row rewrite for full fine-tuning (or None)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if sid_lr is None and sid_weight_decay is None:
-        return ([{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": weight_decay},
-                 {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0}], None)
+        return decay_groups((p for _, p in named), weight_decay), None
     s_lr = lr if sid_lr is None else sid_lr
     s_wd = weight_decay if sid_weight_decay is None else sid_weight_decay
     ids = sorted(int(i) for i in sid_token_ids)
@@ -101,8 +102,7 @@ def param_groups(model: Any, sid_token_ids: Sequence[int], *, lr: float, weight_
     sid_only = [p for n, p in named if SID_DELTA_NAME in n]
     special = {id(p) for p in sid_only}
     rest = [p for _, p in named if id(p) not in special]
-    groups = [{"params": [p for p in rest if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in rest if p.ndim < 2], "weight_decay": 0.0}]
+    groups = decay_groups(rest, weight_decay)
     if sid_only:
         groups.append({"params": sid_only, "weight_decay": s_wd, "lr": s_lr})
     rows = None

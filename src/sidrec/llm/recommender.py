@@ -185,10 +185,8 @@ class GenerativeRecommender:
                             hint=f"expected {FORMAT}")
         table = SIDTable.load(directory / "sids.json")
         kind = meta.get("kind", "causal_lm")
-        if kind == "tiger":
-            from sidrec.llm.tiger import TigerRecommender
-
-            return TigerRecommender.load_folder(directory, table, meta, device=device)
+        if kind != "causal_lm":  # another model kind: the class that saved it rebuilds it
+            return _loader(meta, meta_path).load_folder(directory, table, meta, device=device)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         with quiet_transformers():
@@ -202,6 +200,30 @@ class GenerativeRecommender:
         data = {"format": "prompt", "sid_softmax": "full", **meta["data"]}  # folders saved before these settings
         return cls(model, tokenizer, table, sid_tokens, SFTDataConfig(**data), kind=kind,
                    extra=meta.get("extra"))
+
+
+# model folders written before sidrec.json recorded its loader
+_LEGACY_LOADERS = {"tiger": "sidrec.llm.tiger:TigerRecommender"}
+
+
+def _loader(meta: dict[str, Any], meta_path: Path) -> Any:
+    """The recommender class named by sidrec.json's "loader" (`module:Class`, inside sidrec only, so
+    that a model folder can never make sidrec import foreign code)."""
+    import importlib
+
+    spec = meta.get("loader") or _LEGACY_LOADERS.get(str(meta.get("kind")))
+    if not isinstance(spec, str) or ":" not in spec or not spec.startswith("sidrec."):
+        raise DataError(f"unknown model kind {meta.get('kind')!r}", path=meta_path, field="kind",
+                        hint="this folder was written by another version of sidrec")
+    module, _, name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise DataError(f"model kind {meta.get('kind')!r}: {spec} is not in this version of sidrec", path=meta_path,
+                        field="loader") from None
+    if not (isinstance(cls, type) and issubclass(cls, GenerativeRecommender)):
+        raise DataError(f"{spec} is not a recommender class", path=meta_path, field="loader")
+    return cls
 
 
 def resolve_model_dir(run_or_model: str | Path) -> Path:

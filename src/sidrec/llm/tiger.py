@@ -299,6 +299,7 @@ class TigerRecommender(GenerativeRecommender):
             write_json(tmp / "sidrec.json", {
                 "format": FORMAT,
                 "kind": "tiger",
+                "loader": f"{type(self).__module__}:{type(self).__qualname__}",
                 "tiger": self.settings.model_dump(),
                 "special_tokens": {"pad": PAD_ID, "eos": EOS_ID, "decoder_start": PAD_ID},
                 "sid_token_ids": self.sid_tokens.per_level,

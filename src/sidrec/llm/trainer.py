@@ -55,9 +55,11 @@ from sidrec.llm.sft_data import (
     build_corpus,
     response_logits_loss,
 )
+from sidrec.sids.load import load_sid_table
 from sidrec.sids.table import SIDTable
 from sidrec.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from sidrec.utils.device import peak_memory
+from sidrec.utils.distributed import is_main_process
 from sidrec.utils.io import atomic_dir, atomic_path, write_json, write_text
 from sidrec.utils.progress import console, progress
 from sidrec.utils.runs import RunDir
@@ -177,26 +179,6 @@ def trim_history(path: Path, last_step: int) -> None:
     write_text(path, "".join(kept))
 
 
-def load_sid_table(dataset: Dataset, sids: Path | None) -> SIDTable:
-    """The SID table for a dataset: a sids.json file, or the dataset's external SIDs, covering every item."""
-    if sids is not None:
-        table = SIDTable.load(sids)
-        where = str(sids)
-    else:
-        from sidrec.sids.build import import_sids
-
-        table = import_sids(dataset)
-        where = f"{dataset.path}/external_sids.json"
-    known = set(table.item_ids)
-    missing = [i for i in dataset.item_ids if i not in known]
-    if missing:
-        raise DataError(f"{where}: {len(missing)} dataset items have no SID (e.g. {missing[:3]}); "
-                        "build SIDs for this dataset with `sidrec sids build`")
-    if not table.is_unique():
-        table = table.with_dedup()
-    return table
-
-
 class SFTTrainer:
     """Fine-tunes a backbone on the SFT task mixture into a run folder (see the module docstring)."""
 
@@ -243,9 +225,13 @@ class SFTTrainer:
                               f"(sampled: {report['without_semantics']})")
         return write
 
+    def prompt_builder(self, table: SIDTable | None = None) -> PromptBuilder:
+        """The prompts of this run's SID table (or `table`) and data settings."""
+        return PromptBuilder(self.tokenizer, *sid_maps(table if table is not None else self.table, self.sid_tokens),
+                             self.config.data)
+
     def build_corpus(self, dataset: Dataset, table: SIDTable) -> SFTCorpus:
-        strings, ids = sid_maps(table, self.sid_tokens)
-        builder = PromptBuilder(self.tokenizer, strings, ids, self.config.data)
+        builder = self.prompt_builder(table)
         return build_corpus(builder, dataset.split("train"), dataset.items)
 
     def collate(self, batch: list[TokenizedExample]) -> dict[str, torch.Tensor]:
@@ -373,8 +359,8 @@ class SFTTrainer:
         """The fixed validation sample as tokenized seqrec examples (built once per run)."""
         if getattr(self, "_valid_examples", None) is None:
             frame = self.valid_sample
-            strings, ids = sid_maps(self.table, self.sid_tokens)
-            builder = PromptBuilder(self.tokenizer, strings, ids, self.config.data)
+            builder = self.prompt_builder()
+            ids = builder.sid_ids
             prompts = builder.seqrec_prompts([list(h) for h in frame["history"]])
             end = [] if self.config.data.format == "stream" else [builder.eos]  # a stream never ends an item with EOS
             self._valid_examples = [TokenizedExample("seqrec", p + ids[str(t)] + end, len(p))
@@ -601,8 +587,7 @@ def evaluate_splits(rec: GenerativeRecommender, dataset: Dataset, settings: Eval
                                               description=f"decoding {split}")
         metrics["time_s"] = round(time.time() - t0, 1)
         out[split] = metrics
-        rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
-        if run is not None and rank0:
+        if run is not None and is_main_process():
             save_ranks(run.path / f"ranks_{split}.parquet", frame, ranks)
             top = pd.DataFrame({"user_id": frame["user_id"].astype(str).to_numpy(),
                                 "target": frame["target"].astype(str).to_numpy(),

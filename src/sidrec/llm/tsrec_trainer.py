@@ -16,8 +16,7 @@ from typing import Any
 
 from sidrec.data.dataset import Dataset
 from sidrec.llm.backbone import SIDTokens, load_backbone
-from sidrec.llm.recommender import sid_maps
-from sidrec.llm.sft_data import PromptBuilder, SFTCorpus, build_corpus
+from sidrec.llm.sft_data import SFTCorpus, build_corpus
 from sidrec.llm.trainer import SFTTrainer
 from sidrec.llm.tsrec import ALIGN_TASKS, SAInitReport, add_examples, align_examples, resolve_levels, sa_init
 from sidrec.semantics.format import TokenSemantics, coverage, load_semantics
@@ -67,8 +66,7 @@ class TSRecTrainer(SFTTrainer):
         return loaded
 
     def build_corpus(self, dataset: Dataset, table: SIDTable) -> SFTCorpus:
-        strings, ids = sid_maps(table, self.sid_tokens)
-        builder = PromptBuilder(self.tokenizer, strings, ids, self.config.data)
+        builder = self.prompt_builder(table)
         corpus = build_corpus(builder, dataset.split("train"), dataset.items)
         align = self.config.tsrec.align
         if align.enabled:

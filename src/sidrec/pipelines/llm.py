@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -262,13 +261,14 @@ def evaluate_llm_run(
     from sidrec.llm.recommender import GenerativeRecommender, resolve_model_dir
     from sidrec.llm.trainer import EvalSettings, evaluate_splits
     from sidrec.utils.device import resolve_device
+    from sidrec.utils.distributed import is_main_process, world_size
 
     run = Path(run)
     cfg = read_config(run / "config.yaml")
     if not cfg.get("dataset"):
         raise DataError("names no dataset folder", path=run / "config.yaml", field="dataset")
     dataset = Dataset.load(cfg["dataset"])
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate launch / torchrun: shard the examples
+    if world_size() > 1:  # under accelerate launch / torchrun: shard the examples
         from accelerate import PartialState
 
         state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
@@ -281,7 +281,7 @@ def evaluate_llm_run(
     ev = EvalSettings(**(cfg.get("eval") or {}))
     settings = EvalSettings(splits=[split], num_beams=num_beams or ev.num_beams, batch_size=batch_size or ev.batch_size,
                             max_examples=max_examples if max_examples is not None else ev.max_examples)
-    main = int(os.environ.get("RANK", "0")) == 0
+    main = is_main_process()
     results = evaluate_splits(rec, dataset, settings, RunDir(run, resume=True) if main else None, mode=mode)
     if main:
         write_json(run / f"metrics_{split}{'_exact' if mode == 'exact' else ''}.json", results[split])

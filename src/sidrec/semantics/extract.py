@@ -377,7 +377,7 @@ def resolve_run(run: str | Path) -> RunInputs:
 def load_inputs(data: str | Path, sids: str | Path | None) -> tuple[Any, SIDTable]:
     """(dataset, SID table) — the table as the SFT trainer sees it (made unique when needed)."""
     from sidrec.data.dataset import Dataset
-    from sidrec.llm.trainer import load_sid_table
+    from sidrec.sids.load import load_sid_table
 
     dataset = Dataset.load(data, validate=False)
     return dataset, load_sid_table(dataset, Path(sids) if sids is not None else None)

@@ -55,6 +55,7 @@ from sidrec.models.popularity import PopularityModel
 from sidrec.models.sasrec import SASRec
 from sidrec.utils.device import resolve_device
 from sidrec.utils.io import atomic_path, read_config, write_text
+from sidrec.utils.optim import decay_groups
 from sidrec.utils.progress import progress as progress_bar
 from sidrec.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from sidrec.utils.seed import seed_everything
@@ -295,11 +296,7 @@ class SequentialTrainer:
 
         model = build_model(cfg, self.dataset.n_items, self.max_history).to(dev)
         model.set_item_ids(self.dataset.item_ids)
-        decay, no_decay = _param_groups(model)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr,
-        )
+        optimizer = torch.optim.AdamW(decay_groups(model.parameters(), cfg.weight_decay), lr=cfg.lr)
         steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _lr_lambda(cfg.scheduler, cfg.warmup_steps, steps_per_epoch * cfg.epochs)
@@ -491,14 +488,6 @@ def _epoch_batches(
     order = torch.cat([p[torch.argsort(lengths[p], stable=True)] for p in pools])
     batches = list(order.split(batch_size))
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-
-
-def _param_groups(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
-    """Weight decay on matrices (incl. embeddings); none on biases and LayerNorm parameters."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if p.dim() >= 2 else no_decay).append(p)
-    return decay, no_decay
 
 
 def _lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
