@@ -303,55 +303,36 @@ def header_short(p: Path, rng: random.Random) -> Path | None:
     return p
 
 
-def stray_quote(p: Path, rng: random.Random) -> Path:
-    lines = _lines(p)
-    k = _middle(p)
-    sep = _sep(p)
-    parts = lines[k].split(sep)
-    parts[-1] = '"' + parts[-1]
-    lines[k] = sep.join(parts)
-    _write(p, "".join(lines))
-    return p
-
-
-def stray_tab(p: Path, rng: random.Random) -> Path:
-    lines = _lines(p)
-    k = _middle(p)
-    sep = _sep(p)
-    parts = lines[k].split(sep)
-    parts[0] = parts[0][:1] + "\t" + parts[0][1:]
-    lines[k] = sep.join(parts)
-    _write(p, "".join(lines))
-    return p
-
-
-def extra_fields(p: Path, rng: random.Random) -> Path:
-    lines = _lines(p)
-    k = _middle(p)
-    sep = _sep(p)
-    lines[k] = lines[k].rstrip("\n") + sep + "surplus" + sep + "7\n"
-    _write(p, "".join(lines))
-    return p
-
-
-def fewer_fields(p: Path, rng: random.Random) -> Path:
-    lines = _lines(p)
-    k = _middle(p)
-    sep = _sep(p)
-    lines[k] = sep.join(lines[k].rstrip("\n").split(sep)[:-2]) + "\n"
-    _write(p, "".join(lines))
-    return p
-
-
-def huge_field(p: Path, rng: random.Random) -> Path:
+def _middle_row(p: Path, change: Callable[[list[str]], None]) -> Path:
+    """Apply `change` to the fields of the file's middle line (split on its separator)."""
     lines = _lines(p)
     k = _middle(p)
     sep = _sep(p)
     parts = lines[k].rstrip("\n").split(sep)
-    parts[-1] = parts[-1] + "x" * 200_000
+    change(parts)
     lines[k] = sep.join(parts) + "\n"
     _write(p, "".join(lines))
     return p
+
+
+def stray_quote(p: Path, rng: random.Random) -> Path:
+    return _middle_row(p, lambda parts: parts.__setitem__(-1, '"' + parts[-1]))
+
+
+def stray_tab(p: Path, rng: random.Random) -> Path:
+    return _middle_row(p, lambda parts: parts.__setitem__(0, parts[0][:1] + "\t" + parts[0][1:]))
+
+
+def extra_fields(p: Path, rng: random.Random) -> Path:
+    return _middle_row(p, lambda parts: parts.extend(["surplus", "7"]))
+
+
+def fewer_fields(p: Path, rng: random.Random) -> Path:
+    return _middle_row(p, lambda parts: parts.__delitem__(slice(-2, None)))
+
+
+def huge_field(p: Path, rng: random.Random) -> Path:
+    return _middle_row(p, lambda parts: parts.__setitem__(-1, parts[-1] + "x" * 200_000))
 
 
 def _column_edit(column: str, value: Callable[[str], str]) -> Edit:
