@@ -645,7 +645,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--all", action="store_true", help="list every case, not only the failing ones")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="sidrec-fuzz-"))
-    bases = [b for b in build_bases(work, args.shared, args.fixtures) if not args.bases or b.name in args.bases]
+    built = build_bases(work, args.shared if args.shared.is_dir() else None, args.fixtures)
+    unknown = sorted(set(args.bases) - {b.name for b in built})
+    if unknown:
+        shutil.rmtree(work, ignore_errors=True)
+        raise SystemExit(f"error: unknown base(s) {', '.join(unknown)}: choose from {', '.join(b.name for b in built)}"
+                         f"{'' if args.shared.is_dir() else f' ({args.shared} not found: the shared-data bases are absent)'}")
+    bases = [b for b in built if not args.bases or b.name in args.bases]
     cases = corpus(bases, work / "cases")
     clean = clean_filters(bases, work / "out")
     results = [run_case(c, work / "out", clean[c.base.name]) for c in cases]
