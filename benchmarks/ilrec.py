@@ -12,7 +12,7 @@ Per dataset (Beauty with its given SIDs, industrial-partial with its given SIDs)
 4. `--sweep`: layer choice and α / β sensitivity on validation (seed 0);
 5. diagnostics from the training logs: share of target positions with a negative, mean |N_t|, loss
    terms (benchmarks/results/ilrec_curves_<dataset>.png), and the false-negative rate of the self-hard
-   negatives against each user's test item (sidrec.llm.ilrec_diagnostics), for the stage-1 model
+   negatives against each user's test item (sidrec.pipelines.ilrec_diagnostics), for the stage-1 model
    and the seed-0 ILRec model.
 
     python benchmarks/ilrec.py                                   # cpu scale, both datasets, 3 seeds
@@ -133,7 +133,7 @@ def stage1_config(name: str, data: Path, scale: dict[str, Any]) -> dict[str, Any
 def negatives_file(work: Path, sft: Path, scale: dict[str, Any]) -> Path:
     """Beam-search hard negatives of the stage-1 model for the examples stage 2 can see (cpu scale:
     a seeded sample of max_steps × batch_size train rows, i.e. one epoch of DPO is the step budget)."""
-    from sidrec.pipelines.llm import sample_run_negatives
+    from sidrec.methods.preference.negatives import sample_run_negatives
 
     path = work / "negatives-beam.parquet"
     if not path.is_file():
@@ -163,9 +163,9 @@ def stage2_config(sft_run: Path, arm: dict[str, Any], seed: int, sasrec: Path, s
 
 
 def false_negatives(work: Path, sasrec: Path, runs: dict[str, Path]) -> dict[str, Any]:
-    """The false-negative diagnostic (sidrec.llm.ilrec_diagnostics) of the stage-1 model and of the
+    """The false-negative diagnostic (sidrec.pipelines.ilrec_diagnostics) of the stage-1 model and of the
     seed-0 ILRec model, with ILRec's default settings, on 500 training examples (cached)."""
-    from sidrec.llm.ilrec_diagnostics import false_negative_report
+    from sidrec.pipelines.ilrec_diagnostics import false_negative_report
     from sidrec.utils.io import write_json
 
     out = {}

@@ -48,11 +48,11 @@ def prepare() -> tuple[Path, Path]:
 
 
 def trainer_for(data: Path, sasrec: Path, layers: int, batch_size: int, device: str, method: str) -> Any:
-    from sidrec.llm.ilrec_trainer import ILRecTrainer
-    from sidrec.llm.trainer import SFTConfig
+    from sidrec.methods.ilrec.trainer import ILRecTrainer
+    from sidrec.methods.ilrec.config import ILRecConfig
     from sidrec.utils.runs import RunDir
 
-    cfg = SFTConfig(method="ilrec", dataset=data, model={"name_or_path": "smollm2-135m", "num_layers": layers, "sid_init": "mean"},
+    cfg = ILRecConfig(dataset=data, model={"name_or_path": "smollm2-135m", "num_layers": layers, "sid_init": "mean"},
                     data={"tasks": {"seqrec": 1.0}, "compact": True, "max_history": 10},
                     training={"batch_size": batch_size, "device": device, "eval_samples": 8},
                     ilrec={"cf_run": sasrec, "use_crr": True})

@@ -12,6 +12,11 @@ popularity on the same rows.
     python benchmarks/quality.py --datasets industrial --seeds 0        # industrial-partial
     python benchmarks/quality.py --collect                              # only read finished runs
 
+Each finished seed's per-example ranks and metrics are archived under
+benchmarks/results/quality-runs/<ds>-<scale>/seed<N>/<model>/ (committed, a few hundred KB), so the
+summary is re-collected from every seed ever measured even where the run folders are gone: seeds
+accumulate across machines and sessions.
+
 Writes benchmarks/results/quality.json: summary keys `<ds>.<model>.<metric>` (mean over seeds of
 hr@5 / ndcg@5 / hr@10 / ndcg@10, and recall@K = hr@K), `<ds>.sft.ndcg@10_vs_sasrec` and
 `<ds>.sft.ndcg@10_vs_pop` with `_lo` / `_hi` (95% CI), `<ds>.sft.train_seconds`, `<ds>.seeds`,
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +65,29 @@ def seed_overrides(cfg: Any, seed: int) -> dict[str, Any]:
     for name in cfg.train:
         out[f"train.{name}.training.seed"] = seed
     return out
+
+
+ARCHIVE = RESULTS / "quality-runs"
+ARCHIVED = ("ranks_test.parquet", "metrics.json")
+
+
+def archive(out: Path, dest: Path) -> None:
+    """Copy each finished model's ranks and metrics of one seed folder into the committed archive."""
+    for m in MODELS:
+        if (out / m / "ranks_test.parquet").is_file():
+            (dest / m).mkdir(parents=True, exist_ok=True)
+            for name in ARCHIVED:
+                shutil.copyfile(out / m / name, dest / m / name)
+
+
+def seed_folders(work: Path, archived: Path) -> dict[int, Path]:
+    """Seed → the folder holding its finished runs: the run folder when it is there, else the archive."""
+    found: dict[int, Path] = {}
+    for base in (archived, work):  # a live run folder wins over its archived copy
+        for d in sorted(base.glob("seed*")) if base.is_dir() else []:
+            if d.name[4:].isdigit() and (d / "sft" / "ranks_test.parquet").is_file():
+                found[int(d.name[4:])] = d
+    return dict(sorted(found.items()))
 
 
 def ranks_of(run: Path) -> pd.DataFrame:
@@ -149,12 +178,14 @@ def main() -> None:
             raise SystemExit(f"the shared datasets are not at {SHARED_DATA}")
         base = load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}")
         configs[ds] = base.model_dump(mode="json", by_alias=True)
-        outs = {s: args.work / f"{ds}-{args.scale}" / f"seed{s}" for s in args.seeds}
+        work, archived = args.work / f"{ds}-{args.scale}", ARCHIVE / f"{ds}-{args.scale}"
         if not args.collect:
-            for seed, out in outs.items():
+            for seed in args.seeds:
+                out = work / f"seed{seed}"
                 console.print(f"[bold]{ds} seed {seed}[/bold] → {out}")
                 run_pipeline(load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}", seed_overrides(base, seed)), out)
-        results[ds] = collect({s: o for s, o in outs.items() if (o / "sft" / "ranks_test.parquet").is_file()})
+                archive(out, archived / f"seed{seed}")
+        results[ds] = collect(seed_folders(work, archived))
     summary: dict[str, Any] = {}
     for ds, res in results.items():
         if "means" not in res:

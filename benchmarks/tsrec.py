@@ -131,7 +131,7 @@ def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str
     from sidrec.data.dataset import Dataset
     from sidrec.llm.backbone import BackboneConfig, load_backbone
     from sidrec.sids.load import load_sid_table
-    from sidrec.llm.tsrec import sa_init
+    from sidrec.llm.sid_init import sa_init
     from sidrec.semantics.format import load_semantics
 
     table = load_sid_table(Dataset.load(data), None)

@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 
 from sidrec.cli.main import app
 from sidrec.errors import ConfigError
-from sidrec.llm.ilrec import resolve_layers
-from sidrec.llm.ilrec_trainer import ILRecTrainer
+from sidrec.methods.ilrec.lens import resolve_layers
+from sidrec.methods.ilrec.trainer import ILRecTrainer
 from sidrec.llm.tiny import make_tiny_lm
 from sidrec.llm.trainer import SFTConfig
+from sidrec.methods.ilrec.config import ILRecConfig
 from sidrec.pipelines.classic import train_classic
 from sidrec.pipelines.llm import sft_config, train_sft
 from sidrec.utils.runs import RunDir
@@ -37,7 +38,7 @@ def env(tmp_path_factory):
 
 
 def ilrec_config(root: Path, **ilrec) -> SFTConfig:
-    return SFTConfig(method="ilrec", dataset=root / "chain", sids=root / "sids.json",
+    return ILRecConfig(dataset=root / "chain", sids=root / "sids.json",
                      model={"name_or_path": str(root / "lm")}, data={"tasks": {"seqrec": 1.0, "item2sid": 0.0,
                                                                                "sid2item": 0.0}, "compact": True},
                      training={"epochs": 1, "batch_size": 8, "lr": 3e-3, "eval_samples": 20, "eval_metric": "loss",
@@ -118,10 +119,16 @@ def test_crr_rewards_equal_brute_force_over_sasrec_scores(env, tmp_path):
             assert float(rewards[p, v]) == pytest.approx(float(torch.logsumexp(s, 0)), rel=1e-5, abs=1e-5)
 
 
+def sft_values(env: Path) -> dict:
+    """The same run as `ilrec_config` as a plain SFT config (an SFT config has no ilrec section)."""
+    values = {**ilrec_config(env).model_dump(mode="json"), "method": "sft"}
+    values.pop("ilrec")
+    return values
+
+
 def test_stage_two_from_an_sft_run_via_the_cli(env, tmp_path):
     sft = tmp_path / "sft"
-    cfg = ilrec_config(env).model_copy(update={"method": "sft"})
-    train_sft(cfg.model_dump(mode="json"), sft)
+    train_sft(sft_values(env), sft)
     runner = CliRunner()
     res = runner.invoke(app, ["train", "ilrec", "--from", str(sft), "--cf-run", str(env / "sasrec"), "--out",
                               str(tmp_path / "ilrec"), "--set", "ilrec.layers=[-2,-3]", "--set", "training.lr=1e-3"])
@@ -148,7 +155,7 @@ def test_crr_without_a_cf_run_is_a_config_error(env):
 
 
 def test_false_negative_counts_by_hand():
-    from sidrec.llm.ilrec_diagnostics import false_negative_counts, summarise
+    from sidrec.pipelines.ilrec_diagnostics import false_negative_counts, summarise
 
     neg = torch.tensor([[0, 0, 1, 1], [0, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
     cand = torch.ones((3, 4), dtype=torch.bool)
@@ -165,10 +172,10 @@ def test_false_negative_counts_by_hand():
 
 
 def test_false_negative_report_on_an_sft_run(env, tmp_path):
-    from sidrec.llm.ilrec_diagnostics import false_negative_report
+    from sidrec.pipelines.ilrec_diagnostics import false_negative_report
 
     sft = tmp_path / "sft"
-    train_sft(ilrec_config(env).model_copy(update={"method": "sft"}).model_dump(mode="json"), sft)
+    train_sft(sft_values(env), sft)
     rep = false_negative_report(sft, env / "sasrec", max_examples=40, ilrec={"layers": [-2, -3]})
     assert rep["examples"] == 40 and rep["positions"] % 40 == 0 and rep["positions"] > 0
     assert 0 < rep["comparable_positions"] <= rep["positions"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sidrec.llm.ilrec_losses import (
+from sidrec.methods.ilrec.losses import (
     aggregate_layers,
     cpd_loss,
     cpo_loss,

@@ -16,13 +16,14 @@ from typer.testing import CliRunner
 from sidrec.cli.main import app
 from sidrec.data.dataset import Dataset
 from sidrec.errors import ConfigError, DataError
-from sidrec.llm.dpo_trainer import DPOTrainer
-from sidrec.llm.negatives import load_negatives, sample_negatives, save_negatives, user_positives
-from sidrec.llm.preference_losses import dpo_loss, sdpo_loss, sequence_logps
+from sidrec.methods.preference.trainer import DPOTrainer
+from sidrec.methods.preference.negatives import load_negatives, sample_negatives, save_negatives, user_positives
+from sidrec.methods.preference.losses import dpo_loss, sdpo_loss, sequence_logps
 from sidrec.llm.recommender import GenerativeRecommender
 from sidrec.llm.shared_prefix import collate_prompt_groups, prompt_group_logps
 from sidrec.llm.tiny import make_tiny_lm
-from sidrec.pipelines.llm import continue_from, sample_run_negatives, sft_config, train_sft
+from sidrec.methods.preference.negatives import sample_run_negatives
+from sidrec.pipelines.llm import continue_from, sft_config, train_sft
 from sidrec.utils.runs import RunDir
 
 from .conftest import chain_dataset, chain_sid_table

@@ -318,9 +318,15 @@ def test_stream_recipe_learns_the_chain(env, tmp_path):
 def test_methods_that_need_prompt_examples_refuse_the_stream_with_a_clear_message(env, method):
     from pydantic import ValidationError
 
+    from sidrec.methods.ilrec.config import ILRecConfig
+    from sidrec.methods.preference.config import DPOConfig
+
     with pytest.raises(ValidationError, match="needs data.format: prompt"):
-        SFTConfig(dataset=env / "chain", method=method, data={"format": "stream"},
-                  ilrec={"use_crr": False}, dpo={"negatives": str(env / "x.json")})
+        if method == "ilrec":
+            ILRecConfig(dataset=env / "chain", data={"format": "stream"}, ilrec={"use_crr": False})
+        else:
+            DPOConfig(dataset=env / "chain", method=method, data={"format": "stream"},
+                      dpo={"negatives": str(env / "x.json")})
 
 
 def test_stream_format_refuses_settings_it_cannot_honour():
@@ -339,7 +345,7 @@ WORDS = ["shampoo hair", "nail polish", "face cream", "brush tool"]
 def test_tfidf_sid_init_writes_sa_init_rows_where_items_have_text_and_samples_the_rest(env, tmp_path):
     """`model.sid_init: tfidf`: tokens whose items have text start as their tfidf keywords' mean
     (TS-Rec's SA-Init); the others keep distinct sampled rows."""
-    from sidrec.llm.tsrec import sa_init
+    from sidrec.llm.sid_init import sa_init
     from sidrec.semantics.tfidf import tfidf_semantics
 
     ds = chain_dataset(n_users=40, n_items=N_ITEMS)
@@ -397,7 +403,7 @@ def test_stage_two_from_a_stream_run_is_refused_naming_the_fix(env, tmp_path):
 
 
 def test_runs_saved_before_the_recipe_load_with_the_settings_they_trained_with():
-    from sidrec.llm.trainer import with_legacy_defaults
+    from sidrec.llm.config import with_legacy_defaults
 
     old = {"dataset": "d", "model": {"name_or_path": "m"}, "data": {"tasks": {"seqrec": 1.0}}}
     values = with_legacy_defaults(old)

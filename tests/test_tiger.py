@@ -14,21 +14,19 @@ from sidrec.errors import ConfigError
 from sidrec.llm.decoding import beam_search, exact_item_scores
 from sidrec.llm.recommender import GenerativeRecommender, sid_maps
 from sidrec.llm.sft_data import IGNORE_INDEX
-from sidrec.llm.tiger import (
+from sidrec.methods.tiger.model import (
     EOS_ID,
     PAD_ID,
     Seq2SeqStepper,
     TigerCollator,
     TigerExample,
     TigerRecommender,
-    TigerSettings,
-    TigerTrainer,
     build_t5,
     build_tiger_corpus,
-    tiger_settings,
     tiger_sid_tokens,
 )
-from sidrec.llm.trainer import SFTConfig
+from sidrec.methods.tiger.config import TigerConfig, TigerSettings, tiger_settings
+from sidrec.methods.tiger.trainer import TigerTrainer
 from sidrec.sids.table import SIDTable
 from sidrec.utils.runs import RunDir
 
@@ -129,7 +127,7 @@ def test_stepper_matches_brute_force(data):
 
 def test_tiny_tiger_run(data, tmp_path):
     root, ds, table = data
-    cfg = SFTConfig(method="tiger", dataset=root / "chain", sids=root / "sids.json",
+    cfg = TigerConfig(dataset=root / "chain", sids=root / "sids.json",
                     tiger={**TINY, "max_history": 6},
                     training={"epochs": 3, "batch_size": 32, "lr": 3e-3, "device": "cpu", "eval_samples": 50,
                               "log_steps": 5},
@@ -170,7 +168,7 @@ class InterruptedTiger(TigerTrainer):
 
 def test_resume_continues_exactly(data, tmp_path):
     root, _, _ = data
-    cfg = SFTConfig(method="tiger", dataset=root / "chain", sids=root / "sids.json", tiger=TINY,
+    cfg = TigerConfig(dataset=root / "chain", sids=root / "sids.json", tiger=TINY,
                     training={"epochs": 2, "batch_size": 32, "lr": 3e-3, "device": "cpu", "eval_samples": 20,
                               "eval_steps": 10, "eval_metric": "loss"},
                     eval={"num_beams": 10, "splits": ["test"], "max_examples": 20})

@@ -15,8 +15,10 @@ from sidrec.llm.recommender import sid_maps
 from sidrec.llm.sft_data import SFTCollator, SFTDataConfig, PromptBuilder
 from sidrec.llm.tiny import make_tiny_lm
 from sidrec.llm.trainer import SFTConfig
-from sidrec.llm.tsrec import align_examples, resolve_levels, sa_init
-from sidrec.llm.tsrec_trainer import TSRecTrainer
+from sidrec.methods.tsrec.config import TSRecConfig
+from sidrec.llm.sid_init import resolve_levels, sa_init
+from sidrec.methods.tsrec.align import align_examples
+from sidrec.methods.tsrec.trainer import TSRecTrainer
 from sidrec.pipelines.llm import sft_config
 from sidrec.semantics.format import TokenSemantics, load_semantics, save_semantics
 from sidrec.sids.table import SIDTable
@@ -176,7 +178,7 @@ def test_config_switches_are_checked(env):
 def tsrec_config(root: Path, sa: bool, align: bool, **training) -> SFTConfig:
     t = {"epochs": 2, "batch_size": 16, "lr": 3e-3, "eval_samples": 30, "patience": 5, "log_steps": 5,
          "device": "cpu", **training}
-    return SFTConfig(method="tsrec", dataset=root / "chain", sids=root / "sids.json",
+    return TSRecConfig(dataset=root / "chain", sids=root / "sids.json",
                      model={"name_or_path": str(root / "lm")}, data={"tasks": {"seqrec": 1.0}, "compact": True},
                      training=t, eval={"num_beams": 10, "batch_size": 32},
                      tsrec={"semantics": root / "semantics.json", "sa_init": {"enabled": sa},

@@ -12,8 +12,8 @@ from sidrec.cli import data as data_cli
 from sidrec.cli import negatives as negatives_cli
 from sidrec.cli import semantics as semantics_cli
 from sidrec.cli import sids as sids_cli
-from sidrec.cli.report import report_cmd
 from sidrec.cli.common import console, friendly_errors, metrics_table, parse_overrides
+from sidrec.cli.report import report_cmd
 from sidrec.errors import SidrecError
 
 app = typer.Typer(
@@ -172,17 +172,7 @@ def train_sdpo_cmd(from_run: FromRequiredOpt, negatives: NegativesOpt = None, be
 def _train_preference(method: str, from_run: Path, negatives: Optional[Path], beta: Optional[float], out: Path,
                       config: Optional[Path], set_: Optional[list[str]], seed: Optional[int], device: Optional[str],
                       epochs: Optional[int], resume: bool, overwrite: bool) -> None:
-    if negatives is None and not resume:
-        from sidrec.pipelines.llm import sample_run_negatives
-
-        from sidrec.utils.runs import RunDir
-
-        RunDir(out, overwrite=overwrite).close()  # refuses a finished run without --overwrite, else clears it
-        negatives = out / "negatives.parquet"
-        k = 1 if method == "dpo" else 3
-        console.print(f"sampling {k} beam-search hard negative(s) per example from {from_run} → {negatives}")
-        sample_run_negatives(negatives, run=from_run, strategy="beam", per_example=k, device=device or "auto")
-        overwrite = True  # the folder holds only the negatives just sampled
+    """Without --negatives the method's prepare step samples the --from run's beam-search hard negatives."""
     _train_llm(config, out, None, None, None, method, from_run, {"dpo.negatives": negatives, "dpo.beta": beta}, set_,
                seed, device, epochs, resume, overwrite)
 
@@ -190,6 +180,7 @@ def _train_preference(method: str, from_run: Path, negatives: Optional[Path], be
 def _train_llm(config: Optional[Path], out: Path, data: Optional[Path], sids: Optional[Path], model: Optional[str],
                method: Optional[str], from_run: Optional[Path], method_overrides: dict[str, Any], set_: Optional[list[str]],
                seed: Optional[int], device: Optional[str], epochs: Optional[int], resume: bool, overwrite: bool) -> None:
+    from sidrec.methods.method import RunInputs
     from sidrec.pipelines.llm import continue_from, train_sft
     from sidrec.utils.io import merge_config, read_config
 
@@ -208,7 +199,8 @@ def _train_llm(config: Optional[Path], out: Path, data: Optional[Path], sids: Op
     elif config is None and "dataset" not in overrides and not resume:
         raise SidrecError("give a dataset (--data DATASET), a config file (--config CONFIG.yaml) or a run to "
                           "continue (--from RUN)")
-    metrics = train_sft(base, out, overrides=overrides, resume=resume, overwrite=overwrite)
+    inputs = RunInputs(out=out, source=from_run, resume=resume, overwrite=overwrite, device=device or "auto")
+    metrics = train_sft(base, out, overrides=overrides, resume=resume, overwrite=overwrite, inputs=inputs)
     if not _is_main_process():
         return
     rows = {split: metrics[split] for split in ("valid", "test") if split in metrics}

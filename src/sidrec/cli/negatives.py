@@ -36,7 +36,7 @@ def sample_cmd(
 ) -> None:
     """Sample negatives for every seqrec training example; never the target or any item the user
     interacted with in the train split."""
-    from sidrec.pipelines.llm import sample_run_negatives
+    from sidrec.methods.preference.negatives import sample_run_negatives
 
     meta = sample_run_negatives(out, run=run, dataset=data, strategy=strategy, per_example=per_example,
                                 max_examples=max_examples, seed=seed, num_beams=num_beams, batch_size=batch_size,

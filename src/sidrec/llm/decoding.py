@@ -1,6 +1,6 @@
 """Trie-constrained beam search and exact ranking over semantic IDs (methods.md §6).
 
-    stepper = CausalLMStepper(model)            # or sidrec.llm.tiger.Seq2SeqStepper(t5) for TIGER
+    stepper = CausalLMStepper(model)            # or sidrec.methods.tiger.model.Seq2SeqStepper(t5) for TIGER
     items, scores = beam_search(stepper, token_trie, input_ids, attention_mask, num_beams=20, top_k=10)
     scores_all = exact_item_scores(stepper, token_trie, input_ids, attention_mask)   # [B, n_items]
 

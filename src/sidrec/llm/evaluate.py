@@ -8,20 +8,29 @@ Under `accelerate launch` (or torchrun) the examples are sharded over the proces
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
-from sidrec.evaluation.metrics import DEFAULT_KS, UNRANKED, metrics_from_ranks, ranks_from_scores
+from sidrec.evaluation.metrics import (
+    DEFAULT_KS,
+    UNRANKED,
+    metrics_from_ranks,
+    ranks_from_scores,
+)
+from sidrec.llm.config import EvalSettings
 from sidrec.llm.recommender import GenerativeRecommender
-from sidrec.utils.distributed import gather_objects, rank, world_size
+from sidrec.utils.distributed import gather_objects, is_main_process, rank, world_size
+from sidrec.utils.io import write_parquet
 from sidrec.utils.progress import progress
 
-
-
+if TYPE_CHECKING:
+    from sidrec.data.dataset import Dataset
+    from sidrec.utils.runs import RunDir
 
 def rank_split(
     rec: GenerativeRecommender,
@@ -107,3 +116,26 @@ def fixed_sample(frame: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFr
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(frame), size=n, replace=False))
     return frame.iloc[idx].reset_index(drop=True)
+
+
+def evaluate_splits(rec: GenerativeRecommender, dataset: Dataset, settings: EvalSettings, run: RunDir | None,
+                    *, mode: Literal["beam", "exact"] = "beam", show_progress: bool = True) -> dict[str, Any]:
+    """Metrics per split (and RUN/ranks_<split>.parquet, RUN/topk_<split>.parquet when `run` is given)."""
+    from sidrec.evaluation.ranking import save_ranks
+
+    out: dict[str, Any] = {}
+    for split in settings.splits:
+        frame = fixed_sample(dataset.split(split), settings.max_examples)
+        t0 = time.time()
+        metrics, ranks, topk = evaluate_frame(rec, frame, mode=mode, num_beams=settings.num_beams,
+                                              batch_size=settings.batch_size, show_progress=show_progress,
+                                              description=f"decoding {split}")
+        metrics["time_s"] = round(time.time() - t0, 1)
+        out[split] = metrics
+        if run is not None and is_main_process():
+            save_ranks(run.path / f"ranks_{split}.parquet", frame, ranks)
+            top = pd.DataFrame({"user_id": frame["user_id"].astype(str).to_numpy(),
+                                "target": frame["target"].astype(str).to_numpy(),
+                                "topk": [[rec.item_ids[i] for i in row if i >= 0] for row in topk]})
+            write_parquet(run.path / f"topk_{split}.parquet", top)
+    return out

@@ -7,7 +7,7 @@
 The folder is a plain Hugging Face model folder (config, safetensors, tokenizer) plus
 `sids.json` (the SID table) and `sidrec.json` (kind and prompt settings), so the model loads with
 `AutoModelForCausalLM.from_pretrained` too. `kind` is `causal_lm` (an LLM prompted with text) or
-`tiger` (a T5 encoder-decoder over SID tokens only, see `sidrec.llm.tiger`).
+`tiger` (a T5 encoder-decoder over SID tokens only, see `sidrec.methods.tiger.model`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,19 @@ import numpy as np
 import torch
 
 from sidrec.errors import ConfigError, DataError
-from sidrec.llm.backbone import SIDTokens, add_sid_tokens, neutralise_generation_config, quiet_transformers
-from sidrec.llm.decoding import CausalLMStepper, SIDRowsStepper, Stepper, beam_search, exact_item_scores
+from sidrec.llm.backbone import (
+    SIDTokens,
+    add_sid_tokens,
+    neutralise_generation_config,
+    quiet_transformers,
+)
+from sidrec.llm.decoding import (
+    CausalLMStepper,
+    SIDRowsStepper,
+    Stepper,
+    beam_search,
+    exact_item_scores,
+)
 from sidrec.llm.sft_data import PromptBuilder, SFTDataConfig, left_pad
 from sidrec.sids.table import SIDTable
 from sidrec.sids.trie import SIDTrie, TokenTrie
@@ -39,11 +50,6 @@ def sid_maps(table: SIDTable, sid_tokens: SIDTokens) -> tuple[dict[str, str], di
         strings[iid] = "".join(sid_tokens.strings[lvl][c] for lvl, c in enumerate(codes))
         ids[iid] = [sid_tokens.per_level[lvl][c] for lvl, c in enumerate(codes)]
     return strings, ids
-
-
-def sid_vocab(table: SIDTable) -> list[list[str]]:
-    """Every SID token string per level, e.g. [['<a_0>', ...], ['<b_0>', ...], ...]."""
-    return table.vocab()
 
 
 class GenerativeRecommender:
@@ -203,7 +209,9 @@ class GenerativeRecommender:
 
 
 # model folders written before sidrec.json recorded its loader
-_LEGACY_LOADERS = {"tiger": "sidrec.llm.tiger:TigerRecommender"}
+_LEGACY_LOADERS = {"tiger": "sidrec.methods.tiger.model:TigerRecommender"}
+# loaders recorded before the methods moved to sidrec.methods (issue 18)
+_MOVED_MODULES = {"sidrec.llm.tiger": "sidrec.methods.tiger.model"}
 
 
 def _loader(meta: dict[str, Any], meta_path: Path) -> Any:
@@ -216,6 +224,7 @@ def _loader(meta: dict[str, Any], meta_path: Path) -> Any:
         raise DataError(f"unknown model kind {meta.get('kind')!r}", path=meta_path, field="kind",
                         hint="this folder was written by another version of sidrec")
     module, _, name = spec.partition(":")
+    module = _MOVED_MODULES.get(module, module)
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):

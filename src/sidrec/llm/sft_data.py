@@ -410,19 +410,36 @@ class SFTCollator:
                 "response_width": torch.tensor(min(response_width, width))}
 
 
-def response_logits_loss(model: Any, batch: dict[str, torch.Tensor], **model_kwargs: Any) -> tuple[torch.Tensor, Any]:
-    """Mean next-token cross-entropy over response tokens, computing logits only where needed.
-
-    Returns (loss, model output); `output.logits` covers the last `response_width` positions.
-    """
+def response_forward(model: Any, batch: dict[str, torch.Tensor], **model_kwargs: Any
+                     ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """One forward pass of a collated batch with logits only on the response window: (logits [B, R-1, V]
+    predicting labels [B, R-1] (already shifted), model output). SFT, ILRec and DPO all use it."""
     keep = int(batch["response_width"])
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                 position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False, **model_kwargs)
     logits = out.logits[:, -keep:-1, :] if keep > 1 else out.logits[:, :0, :]
     labels = batch["labels"][:, -keep + 1:] if keep > 1 else batch["labels"][:, :0]
+    return logits, labels, out
+
+
+def response_logits_loss(model: Any, batch: dict[str, torch.Tensor], **model_kwargs: Any) -> tuple[torch.Tensor, Any]:
+    """Mean next-token cross-entropy over response tokens, computing logits only where needed.
+
+    Returns (loss, model output); `output.logits` covers the last `response_width` positions.
+    """
+    logits, labels, out = response_forward(model, batch, **model_kwargs)
     loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                              ignore_index=IGNORE_INDEX)
     return loss, out
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ over labelled positions of log p(label): logits [N, T, V] predict labels [N, T] (already
+    shifted; IGNORE_INDEX elsewhere) → ([N] summed log-probabilities, [N] labelled-token counts)."""
+    mask = labels != IGNORE_INDEX
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1), mask.sum(-1)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,8 +24,7 @@ from typing import Any
 
 import torch
 
-from sidrec.llm.preference_losses import sequence_logps
-from sidrec.llm.sft_data import IGNORE_INDEX, left_pad
+from sidrec.llm.sft_data import IGNORE_INDEX, left_pad, sequence_logps
 
 
 def collate_prompt_groups(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[Sequence[int]]],

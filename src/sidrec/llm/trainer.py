@@ -1,4 +1,4 @@
-"""Supervised fine-tuning of a causal LM (or TIGER) to generate next-item SIDs.
+"""Supervised fine-tuning of a causal LM to generate next-item SIDs: the loop every method shares.
 
     config = SFTConfig(dataset="data/industrial", model=BackboneConfig(num_layers=4))
     metrics = SFTTrainer(config, RunDir("runs/sft")).train()
@@ -18,8 +18,10 @@ Checkpoints (RUN/checkpoint/, written atomically) hold the trainable weights, th
 scheduler, every RNG state and the position in the epoch, so `--resume` continues exactly where
 the interrupted run stopped (same batches, same dropout masks, same result).
 
-Subclasses change the loss by overriding `compute_loss` (TS-Rec, ILRec) or the model family by
-overriding `load_model` / `build_corpus` / `collate` (TIGER).
+A method (`sidrec.methods`) subclasses the trainer and overrides the hooks it needs: `compute_loss`
+(ILRec, DPO), `build_corpus` / `task_weights` (TS-Rec's align tasks), `load_model` (SA-Init), or
+the model family through `load_model` / `build_corpus` / `collate` / `lm_loss` (TIGER). The
+settings are `sidrec.llm.config`; the final evaluation is `sidrec.llm.evaluate.evaluate_splits`.
 """
 
 from __future__ import annotations
@@ -29,137 +31,36 @@ import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sidrec.data.dataset import Dataset
-from sidrec.errors import ConfigError, DataError, SidrecError
-from sidrec.llm.backbone import BackboneConfig, count_parameters, load_backbone
-from sidrec.llm.evaluate import evaluate_frame, fixed_sample
-from sidrec.llm.recommender import GenerativeRecommender, sid_maps
-from sidrec.llm.dpo import DPOSettings
+from sidrec.errors import ConfigError, SidrecError
+from sidrec.llm.backbone import count_parameters, load_backbone
+from sidrec.llm.config import EvalSettings, SFTConfig, TrainingSettings
+from sidrec.llm.evaluate import evaluate_frame, evaluate_splits, fixed_sample
 from sidrec.llm.param_groups import adamw, param_groups
-from sidrec.llm.sid_head import SIDLevels, sid_aware_loss
-from sidrec.llm.ilrec import ILRecSettings
-from sidrec.llm.tsrec import TSRecSettings
+from sidrec.llm.recommender import GenerativeRecommender, sid_maps
 from sidrec.llm.sft_data import (
+    IGNORE_INDEX,
     PromptBuilder,
     SFTCollator,
     SFTCorpus,
-    SFTDataConfig,
     TokenizedExample,
     build_corpus,
     response_logits_loss,
 )
+from sidrec.llm.sid_head import SIDLevels, sid_aware_loss
 from sidrec.sids.load import load_sid_table
 from sidrec.sids.table import SIDTable
 from sidrec.utils.checkpoint import load_state, rng_state, save_state, set_rng_state
 from sidrec.utils.device import peak_memory
-from sidrec.utils.distributed import is_main_process
 from sidrec.utils.io import atomic_dir, atomic_path, write_json, write_text
 from sidrec.utils.progress import console, progress
 from sidrec.utils.runs import RunDir
 from sidrec.utils.seed import seed_everything
-
-
-PROMPT_METHODS = ("ilrec", "dpo", "sdpo")  # their losses read one prompt → response per example, full vocabulary
-# what a config.yaml / sidrec.json written before these settings existed was trained with
-LEGACY_DEFAULTS = {"data": {"format": "prompt", "sid_softmax": "full"}, "model": {"sid_init": "mean"}}
-
-
-def with_legacy_defaults(values: dict[str, Any]) -> dict[str, Any]:
-    """A saved run config with the settings it predates filled in as they were then (prompt format,
-    full softmax, mean init), so old runs resume, continue and evaluate exactly as they trained."""
-    out = dict(values)
-    for section, defaults in LEGACY_DEFAULTS.items():
-        if isinstance(out.get(section), dict):
-            out[section] = {**defaults, **out[section]}
-    return out
-
-
-class TrainingSettings(BaseModel):
-    """Optimisation, schedule, evaluation cadence and early stopping."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(3, ge=1)
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
-    batch_size: int = Field(16, ge=1, description="examples per process per micro-batch")
-    grad_accum: int = Field(1, ge=1)
-    lr: float = Field(3e-4, gt=0, description="learning rate of the pretrained weights (and LoRA adapters)")
-    weight_decay: float = Field(0.0, ge=0)
-    sid_lr: float | None = Field(None, gt=0, description="learning rate of the new SID token rows (None: lr)")
-    sid_weight_decay: float | None = Field(None, ge=0, description="weight decay of the SID rows (None: weight_decay)")
-    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    max_grad_norm: float | None = Field(1.0, gt=0)
-    max_length: int | None = Field(512, ge=16, description="truncate examples from the prompt's start")
-    eval_steps: int | None = Field(None, ge=1, description="evaluate every N optimizer steps (None: each epoch)")
-    eval_metric: Literal["ndcg@10", "hr@10", "loss"] = "ndcg@10"
-    eval_samples: int | None = Field(500, ge=1, description="fixed validation sample for early stopping (None: all)")
-    patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
-    log_steps: int = Field(10, ge=1)
-    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
-    seed: int = 0
-    device: str = Field("auto", description="auto | cpu | cuda (under accelerate launch: the process's device)")
-
-
-class EvalSettings(BaseModel):
-    """Final evaluation after training (and `sidrec eval --run`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    splits: list[str] = Field(default_factory=lambda: ["valid", "test"])
-    num_beams: int = Field(20, ge=1)
-    batch_size: int = Field(16, ge=1)
-    max_examples: int | None = Field(None, ge=1, description="evaluate a fixed sample of each split (None: all)")
-
-
-class SFTConfig(BaseModel):
-    """Everything a `sidrec train sft` run needs; saved as RUN/config.yaml."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["sft", "tiger", "tsrec", "ilrec", "dpo", "sdpo"] = "sft"
-    dataset: Path
-    sids: Path | None = Field(None, description="sids.json from `sidrec sids build` (None: the dataset's own SIDs)")
-    model: BackboneConfig = Field(default_factory=BackboneConfig)
-    data: SFTDataConfig = Field(default_factory=SFTDataConfig)
-    training: TrainingSettings = Field(default_factory=TrainingSettings)
-    eval: EvalSettings = Field(default_factory=EvalSettings)
-    tiger: dict[str, Any] = Field(default_factory=dict, description="TIGER model size (method: tiger)")
-    tsrec: TSRecSettings = Field(default_factory=TSRecSettings, description="TS-Rec parts (method: tsrec)")
-    ilrec: ILRecSettings = Field(default_factory=ILRecSettings, description="ILRec losses (method: ilrec)")
-    dpo: DPOSettings = Field(default_factory=DPOSettings, description="DPO / S-DPO (method: dpo | sdpo)")
-
-    @model_validator(mode="after")
-    def _method_settings(self) -> SFTConfig:
-        if self.tsrec.any_enabled and self.method != "tsrec":
-            raise ValueError(f"tsrec.sa_init / tsrec.align are enabled but method is '{self.method}'; "
-                             "set method: tsrec")
-        if self.tsrec.any_enabled and self.tsrec.semantics is None:
-            raise ValueError("tsrec needs tsrec.semantics (a semantics.json from `sidrec semantics extract`)")
-        if self.method == "ilrec" and self.ilrec.use_crr and self.ilrec.cf_run is None:
-            raise ValueError("ilrec.use_crr needs ilrec.cf_run, a trained SASRec run (`sidrec train sasrec`); "
-                             "or set ilrec.use_crr: false")
-        if self.method in PROMPT_METHODS:  # their default is the prompt form; an explicit stream is refused
-            unset = {"format", "sid_softmax"} - self.data.model_fields_set
-            if "format" in unset:
-                self.data.format = "prompt"
-            if "sid_softmax" in unset:
-                self.data.sid_softmax = "full"
-        if self.method in PROMPT_METHODS and (self.data.format != "prompt" or self.data.sid_softmax != "full"):
-            raise ValueError(f"method {self.method} needs data.format: prompt and data.sid_softmax: full (its losses "
-                             "read one prompt → response per example over the full vocabulary); train stage 1 "
-                             "with those settings, or set them for this run")
-        if self.method in ("dpo", "sdpo") and self.dpo.negatives is None:
-            raise ValueError(f"method {self.method} needs dpo.negatives, a file from `sidrec negatives sample "
-                             "--run RUN_SFT`")
-        return self
 
 
 def trim_history(path: Path, last_step: int) -> None:
@@ -209,7 +110,7 @@ class SFTTrainer:
     def tfidf_init_rows(self, table: SIDTable) -> Any:
         """An `init_sid_rows` that SA-Inits the SID tokens whose items have text (keywords of the offline
         tfidf teacher, computed here in seconds); the others keep their sampled rows."""
-        from sidrec.llm.tsrec import sa_init
+        from sidrec.llm.sid_init import sa_init
         from sidrec.semantics.tfidf import tfidf_semantics
 
         semantics = {s.token: s for s in tfidf_semantics(self.dataset, table)}
@@ -355,28 +256,33 @@ class SFTTrainer:
         self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------ evaluation
-    def _validation_examples(self) -> list[TokenizedExample]:
-        """The fixed validation sample as tokenized seqrec examples (built once per run)."""
-        if getattr(self, "_valid_examples", None) is None:
-            frame = self.valid_sample
-            builder = self.prompt_builder()
-            ids = builder.sid_ids
-            prompts = builder.seqrec_prompts([list(h) for h in frame["history"]])
-            end = [] if self.config.data.format == "stream" else [builder.eos]  # a stream never ends an item with EOS
-            self._valid_examples = [TokenizedExample("seqrec", p + ids[str(t)] + end, len(p))
-                                    for p, t in zip(prompts, frame["target"], strict=True)]
-        return self._valid_examples
+    def validation_examples(self) -> list[TokenizedExample]:
+        """The fixed validation sample as tokenized seqrec examples (TIGER: its encoder inputs)."""
+        frame = self.valid_sample
+        builder = self.prompt_builder()
+        ids = builder.sid_ids
+        prompts = builder.seqrec_prompts([list(h) for h in frame["history"]])
+        end = [] if self.config.data.format == "stream" else [builder.eos]  # a stream never ends an item with EOS
+        return [TokenizedExample("seqrec", p + ids[str(t)] + end, len(p))
+                for p, t in zip(prompts, frame["target"], strict=True)]
+
+    def label_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        """Tokens the batch's loss averages over (causal LM: the labels after the first position)."""
+        return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
     @torch.no_grad()
     def validation_loss(self) -> float:
+        """Mean cross-entropy per label token on the fixed validation sample, over every process."""
         model = self.model
         model.eval()
-        examples = self._validation_examples()
+        if getattr(self, "_valid_examples", None) is None:  # built once per run
+            self._valid_examples = self.validation_examples()
+        examples = self._valid_examples
         total, count = 0.0, 0
         for start in range(self.rank * self.t.batch_size, len(examples), self.t.batch_size * self.world):
             batch = {k: v.to(self.device) for k, v in self.collate(examples[start:start + self.t.batch_size]).items()}
             loss = self.lm_loss(model, batch)
-            n = int((batch["labels"][:, 1:] != -100).sum())
+            n = self.label_tokens(batch)
             total += float(loss) * n
             count += n
         model.train()
@@ -573,26 +479,4 @@ class SFTTrainer:
         return [float(x) for x in self.accelerator.gather(s).cpu()]
 
 
-def evaluate_splits(rec: GenerativeRecommender, dataset: Dataset, settings: EvalSettings, run: RunDir | None,
-                    *, mode: Literal["beam", "exact"] = "beam", show_progress: bool = True) -> dict[str, Any]:
-    """Metrics per split (and RUN/ranks_<split>.parquet, RUN/topk_<split>.parquet when `run` is given)."""
-    from sidrec.evaluation.ranking import save_ranks
-
-    out: dict[str, Any] = {}
-    for split in settings.splits:
-        frame = fixed_sample(dataset.split(split), settings.max_examples)
-        t0 = time.time()
-        metrics, ranks, topk = evaluate_frame(rec, frame, mode=mode, num_beams=settings.num_beams,
-                                              batch_size=settings.batch_size, show_progress=show_progress,
-                                              description=f"decoding {split}")
-        metrics["time_s"] = round(time.time() - t0, 1)
-        out[split] = metrics
-        if run is not None and is_main_process():
-            save_ranks(run.path / f"ranks_{split}.parquet", frame, ranks)
-            top = pd.DataFrame({"user_id": frame["user_id"].astype(str).to_numpy(),
-                                "target": frame["target"].astype(str).to_numpy(),
-                                "topk": [[rec.item_ids[i] for i in row if i >= 0] for row in topk]})
-            from sidrec.utils.io import write_parquet
-
-            write_parquet(run.path / f"topk_{split}.parquet", top)
-    return out
+__all__ = ["EvalSettings", "SFTConfig", "SFTTrainer", "TrainingSettings", "evaluate_splits"]

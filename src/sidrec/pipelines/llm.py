@@ -10,45 +10,25 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
 from sidrec.data.dataset import Dataset
-from sidrec.errors import ConfigError, DataError, SidrecError, validated
+from sidrec.errors import ConfigError, DataError, SidrecError
 from sidrec.utils.io import merge_config, read_config, write_json
 from sidrec.utils.runs import RunDir
 
+if TYPE_CHECKING:
+    from sidrec.methods.method import RunInputs
+
 
 def sft_config(values: dict[str, Any]) -> Any:
-    """Validate an SFT config dict (pydantic errors become ConfigError naming the field)."""
-    from sidrec.llm.trainer import SFTConfig
+    """Validate a generative run's config with its method's settings class (`sidrec.methods.registry`;
+    pydantic errors become ConfigError naming the field)."""
+    from sidrec.methods.registry import method_config
 
-    return validated(SFTConfig, values)
-
-
-def trainer_class(method: str) -> type:
-    from sidrec.llm.trainer import SFTTrainer
-
-    if method == "sft":
-        return SFTTrainer
-    if method == "tiger":
-        from sidrec.llm.tiger import TigerTrainer
-
-        return TigerTrainer
-    if method == "tsrec":
-        from sidrec.llm.tsrec_trainer import TSRecTrainer
-
-        return TSRecTrainer
-    if method == "ilrec":
-        from sidrec.llm.ilrec_trainer import ILRecTrainer
-
-        return ILRecTrainer
-    if method in ("dpo", "sdpo"):
-        from sidrec.llm.dpo_trainer import DPOTrainer
-
-        return DPOTrainer
-    raise ConfigError(f"method '{method}' is not available in this version of sidrec")
+    return method_config(values)
 
 
 # the reference stage-2 schedule (methods.md §5): 1 epoch, lr 5e-5, cosine, 5% warm-up
@@ -56,73 +36,38 @@ STAGE2_TRAINING = {"epochs": 1, "lr": 5e-5, "scheduler": "cosine", "warmup_ratio
 
 
 def continue_from(run: str | Path, method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An SFT config that continues training a finished run's model (ILRec / DPO / S-DPO stage 2,
-    or the plain-CE control): the run's config with model.name_or_path = RUN/model and the stage-2
-    schedule."""
+    """A config that continues training a finished run's model with `method` (ILRec / DPO / S-DPO
+    stage 2, or the plain-CE control): the run's config with model.name_or_path = RUN/model, the
+    stage-2 schedule, and each method section as the new method carries it over."""
+    from sidrec.llm.config import with_legacy_defaults
     from sidrec.llm.recommender import resolve_model_dir
+    from sidrec.methods.registry import get_method, sections
 
     run = Path(run)
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"--from {run}: not a run folder (config.yaml is missing); give a finished `sidrec train sft` run")
     model_dir = resolve_model_dir(run)
-    from sidrec.llm.trainer import with_legacy_defaults
-
     values = with_legacy_defaults(read_config(run / "config.yaml"))
-    if values.get("method", "sft") not in ("sft", "tsrec", "ilrec", "dpo", "sdpo"):
-        raise ConfigError(f"--from {run}: a {values.get('method')} run cannot be continued as {method}")
+    source, target = get_method(str(values.get("method") or "sft")), get_method(method)
+    if not source.continuable:
+        raise ConfigError(f"--from {run}: a {source.name} run cannot be continued as {method}")
     values["method"] = method
     values["model"] = {**(values.get("model") or {}), "name_or_path": str(model_dir), "gguf_file": None,
                        "num_layers": None}
     values["training"] = {**(values.get("training") or {}), **STAGE2_TRAINING}
-    values.pop("tsrec", None)  # SA-Init / TS-Align shaped the model already; stage 2 trains it as it is
-    if method == "ilrec":
-        values["ilrec"] = {**(values.get("ilrec") or {}), "from_run": str(run)}
+    carried = target.continued_section(values, run)
+    for name in sections():  # other methods' settings do not carry over
+        values.pop(name, None)
+    if carried is not None:
+        values[target.section] = carried  # type: ignore[index]
     return merge_config(values, overrides or {})
 
 
-def sample_run_negatives(
-    out: str | Path,
-    *,
-    run: str | Path | None = None,
-    dataset: str | Path | None = None,
-    strategy: str = "beam",
-    per_example: int = 3,
-    max_examples: int | None = None,
-    seed: int = 0,
-    num_beams: int | None = None,
-    batch_size: int = 32,
-    device: str = "auto",
-) -> dict[str, Any]:
-    """Negatives for the train split of a run's dataset (or of `dataset` for random / popularity),
-    written to `out` (parquet) and `out`.json; returns the meta record."""
-    from sidrec.llm.negatives import sample_negatives, save_negatives
+def prepare_run(values: dict[str, Any], inputs: RunInputs) -> dict[str, Any]:
+    """The method's `prepare` step: the inputs its settings leave unset, from `inputs`."""
+    from sidrec.methods.registry import get_method
 
-    rec = None
-    if run is not None:
-        cfg = read_config(Path(run) / "config.yaml") if (Path(run) / "config.yaml").is_file() else {}
-        if dataset is None:
-            dataset = (cfg or {}).get("dataset")
-        if dataset is None:
-            raise DataError("names no dataset folder", path=Path(run) / "config.yaml", field="dataset")
-    if dataset is None:
-        raise ConfigError("give the SFT run (--run RUN) or, for random / popularity negatives, a dataset (--data)")
-    ds = Dataset.load(dataset)
-    item_ids = [str(i) for i in ds.item_ids]
-    if strategy == "beam":
-        if run is None:
-            raise ConfigError("beam negatives come from an SFT model's beam search: give --run RUN_SFT")
-        from sidrec.llm.recommender import GenerativeRecommender, resolve_model_dir
-        from sidrec.utils.device import resolve_device
-
-        rec = GenerativeRecommender.load(resolve_model_dir(run), device=resolve_device(device))
-        if set(rec.item_ids) != set(item_ids):
-            raise DataError(f"the model in {run} was trained on another item catalogue than {dataset}")
-    sample = sample_negatives(ds.split("train"), item_ids, strategy, per_example,  # type: ignore[arg-type]
-                              max_examples=max_examples, seed=seed, recommender=rec, num_beams=num_beams,
-                              batch_size=batch_size)
-    sample.meta.update({"run": str(run) if run is not None else None, "dataset": str(dataset)})
-    save_negatives(sample, out)
-    return sample.meta
+    return get_method(str(values.get("method") or "sft")).resolve_inputs(values, inputs)
 
 
 def train_sft(
@@ -132,12 +77,16 @@ def train_sft(
     overrides: dict[str, Any] | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    inputs: RunInputs | None = None,
 ) -> dict[str, Any]:
-    """Train an SFT (or TIGER) run into `out`; returns metrics.json's content."""
+    """Train a generative run of any registered method into `out`; returns metrics.json's content.
+
+    `inputs` (what the command or pipeline offers: the continued run, semantics, a SASRec run) goes to
+    the method's prepare step, which fills the inputs the settings leave unset."""
     out = Path(out)
     values: dict[str, Any] = {}
     if resume and (out / "config.yaml").is_file():
-        from sidrec.llm.trainer import with_legacy_defaults
+        from sidrec.llm.config import with_legacy_defaults
 
         values = with_legacy_defaults(read_config(out / "config.yaml"))
     if isinstance(config, (str, Path)):
@@ -145,6 +94,9 @@ def train_sft(
     elif config:
         values = merge_config(values, config)
     values = merge_config(values, overrides or {})
+    if inputs is not None:
+        values = prepare_run(values, inputs)
+        overwrite = overwrite or inputs.claimed  # the folder now holds only the inputs just written
     cfg = sft_config(values)
     if not (Path(cfg.dataset) / "dataset.json").is_file():  # fail before creating the run folder
         raise DataError(f"{cfg.dataset}: not a sidrec dataset folder (dataset.json is missing); "
@@ -168,7 +120,7 @@ def train_sft(
         checkpointed = resume and (out / "checkpoint" / "progress.json").is_file()
         try:
             if checkpointed:
-                run.check_fingerprint(fp, SFT_RESUME_FREE, saved_config=_saved_config(out))
+                run.check_fingerprint(fp, resume_free(cfg), saved_config=_saved_config(out))
             else:
                 for stale in ("checkpoint", "best_weights.pt", "history.jsonl", "model", "metrics.json"):
                     target = out / stale
@@ -186,7 +138,9 @@ def train_sft(
         run = RunDir.attach(out)
         checkpointed = resume and (out / "checkpoint" / "progress.json").is_file()
     try:
-        trainer = trainer_class(cfg.method)(cfg, run)
+        from sidrec.methods.registry import get_method
+
+        trainer = get_method(cfg.method).trainer(cfg, run)
         return trainer.train(resume=checkpointed)
     except SidrecError:
         if rank == 0 and not checkpointed:
@@ -201,6 +155,14 @@ def train_sft(
 SFT_RESUME_FREE = {"dataset", "sids", "training.device", "training.report_to", "eval.batch_size"}
 
 
+def resume_free(cfg: Any) -> set[str]:
+    """SFT_RESUME_FREE, and the other methods' sections that fingerprints written before each method had
+    its own config class recorded with their defaults."""
+    from sidrec.methods.registry import get_method, sections
+
+    return SFT_RESUME_FREE | (sections() - {get_method(cfg.method).section})
+
+
 def sft_fingerprint(cfg: Any) -> dict[str, Any]:
     """The resolved config and the content digests of the dataset and SID table of an SFT-family run."""
     from sidrec.utils.fingerprint import dataset_digest, file_digest, fingerprint
@@ -211,7 +173,7 @@ def sft_fingerprint(cfg: Any) -> dict[str, Any]:
 
 def _saved_config(out: Path) -> dict[str, Any] | None:
     """config.yaml of a run from before fingerprints, resolved as the run resolved it."""
-    from sidrec.llm.trainer import with_legacy_defaults
+    from sidrec.llm.config import with_legacy_defaults
 
     if not (out / "config.yaml").is_file():
         return None
@@ -258,8 +220,9 @@ def evaluate_llm_run(
     """Re-evaluate a trained generative run on a split; writes metrics_<split>.json, ranks and top-k files."""
     import torch
 
+    from sidrec.llm.config import EvalSettings
+    from sidrec.llm.evaluate import evaluate_splits
     from sidrec.llm.recommender import GenerativeRecommender, resolve_model_dir
-    from sidrec.llm.trainer import EvalSettings, evaluate_splits
     from sidrec.utils.device import resolve_device
     from sidrec.utils.distributed import is_main_process, world_size
 

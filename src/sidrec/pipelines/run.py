@@ -23,7 +23,7 @@ SIDs and retrains the model, but leaves the dataset and the baselines alone.
     semantics:            # TS-Rec token semantics (optional): teacher tfidf | openai | hf, or import
       teacher: tfidf      #   openai: options: {base_url: http://127.0.0.1:8000/v1, model: NAME}
     train:                # generative runs: name → an SFT config without dataset/sids
-      sft:                #   (see sidrec.llm.trainer.SFTConfig; method: sft | tiger | tsrec | ilrec | dpo | sdpo)
+      sft:                #   (an SFTConfig; method: any of sidrec.methods.registry)
         model: {name_or_path: smollm2-135m, num_layers: 2}
       tsrec:              # gets tsrec.semantics from the semantics stage
         method: tsrec
@@ -51,7 +51,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sidrec.errors import ConfigError, validated
-from sidrec.utils.io import merge_config, read_json, read_config, write_json
+from sidrec.utils.io import merge_config, read_config, read_json, write_json
 from sidrec.utils.progress import console
 
 STAGE_FILE = "stage.json"
@@ -213,7 +213,12 @@ def semantics_stage(cfg: PipelineConfig, out: Path, data_dir: Path, sids_path: P
     if _cached(folder, key, "semantics.json"):
         console.print(f"[dim]semantics: cached ({folder})[/dim]")
         return path, key
-    from sidrec.semantics.extract import extract_semantics, import_semantics, load_inputs, make_teacher
+    from sidrec.semantics.extract import (
+        extract_semantics,
+        import_semantics,
+        load_inputs,
+        make_teacher,
+    )
 
     dataset, table = load_inputs(data_dir, sids_path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -252,7 +257,9 @@ def train_stage(name: str, train: dict[str, Any], out: Path, data_dir: Path, sid
                 sids_key: str, *, semantics: tuple[Path, str] | None = None, keys: dict[str, str] | None = None,
                 cf_run: Path | None = None) -> dict[str, Any]:
     """One generative run. `from: NAME` continues another train entry's model (ILRec stage 2 or
-    the plain-CE control); method tsrec gets the pipeline's semantics, method ilrec its SASRec."""
+    the plain-CE control); the method's prepare step is offered the pipeline's semantics and SASRec."""
+    from sidrec.methods.method import RunInputs
+    from sidrec.methods.registry import get_method
     from sidrec.pipelines.llm import continue_from, train_sft
 
     train = dict(train)
@@ -266,15 +273,8 @@ def train_stage(name: str, train: dict[str, Any], out: Path, data_dir: Path, sid
     values = merge_config(base, {**train, "dataset": str(data_dir)})
     if sids_path is not None:
         values["sids"] = str(sids_path)
-    if method == "tsrec" and semantics is not None and not (train.get("tsrec") or {}).get("semantics"):
-        values = merge_config(values, {"tsrec": {"semantics": str(semantics[0])}})
-    if method in ("dpo", "sdpo") and source is None and not (train.get("dpo") or {}).get("negatives"):
-        raise ConfigError(f"train.{name}: method {method} needs `from: NAME` (the SFT entry whose beam search "
-                          "gives the hard negatives) or dpo.negatives (a file from `sidrec negatives sample`)")
-    if method == "ilrec" and cf_run is not None and not (train.get("ilrec") or {}).get("cf_run"):
-        values = merge_config(values, {"ilrec": {"cf_run": str(cf_run)}})
     key = _hash(sids_key, train, (keys or {}).get(source) if source else None,
-                semantics[1] if method == "tsrec" and semantics is not None else None)
+                semantics[1] if "semantics" in get_method(method).reads and semantics is not None else None)
     if keys is not None:
         keys[name] = key
     folder = out / name
@@ -286,15 +286,10 @@ def train_stage(name: str, train: dict[str, Any], out: Path, data_dir: Path, sid
     console.print(f"[bold]{name}[/bold]: {'resuming' if resume else 'training'} ({train.get('method', 'sft')})")
     folder.mkdir(parents=True, exist_ok=True)
     _mark(folder, key)
-    if method in ("dpo", "sdpo") and not (train.get("dpo") or {}).get("negatives"):
-        from sidrec.pipelines.llm import sample_run_negatives
-
-        negatives = folder / "negatives.parquet"
-        if not (resume and negatives.is_file()):  # the source model's beam hard negatives: 1 for dpo, 3 for sdpo
-            sample_run_negatives(negatives, run=out / source, strategy="beam", per_example=1 if method == "dpo" else 3,  # type: ignore[operator]
-                                 device=str((values.get("training") or {}).get("device", "auto")))
-        values = merge_config(values, {"dpo": {"negatives": str(negatives)}})
-    return train_sft(values, folder, resume=resume, overwrite=not resume)
+    inputs = RunInputs(out=folder, source=out / source if source else None,
+                       semantics=semantics[0] if semantics is not None else None, cf_run=cf_run, resume=resume,
+                       overwrite=True, device=str((values.get("training") or {}).get("device", "auto")))
+    return train_sft(values, folder, resume=resume, overwrite=not resume, inputs=inputs)
 
 
 def _train_order(train: dict[str, dict[str, Any]]) -> list[str]:

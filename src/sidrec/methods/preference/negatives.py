@@ -26,8 +26,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from sidrec.errors import DataError
-from sidrec.utils.io import atomic_path, read_json, write_json
+from sidrec.data.dataset import Dataset
+from sidrec.errors import ConfigError, DataError
+from sidrec.utils.io import atomic_path, read_config, read_json, write_json
 from sidrec.utils.progress import progress
 
 Strategy = Literal["random", "popularity", "beam"]
@@ -183,3 +184,46 @@ def load_negatives(path: str | Path, train: pd.DataFrame, known_items: set[str])
 def negatives_meta(path: str | Path) -> dict[str, Any]:
     meta = Path(str(path) + ".json")
     return read_json(meta) if meta.is_file() else {}
+
+
+def sample_run_negatives(
+    out: str | Path,
+    *,
+    run: str | Path | None = None,
+    dataset: str | Path | None = None,
+    strategy: str = "beam",
+    per_example: int = 3,
+    max_examples: int | None = None,
+    seed: int = 0,
+    num_beams: int | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Negatives for the train split of a run's dataset (or of `dataset` for random / popularity),
+    written to `out` (parquet) and `out`.json; returns the meta record."""
+    rec = None
+    if run is not None:
+        cfg = read_config(Path(run) / "config.yaml") if (Path(run) / "config.yaml").is_file() else {}
+        if dataset is None:
+            dataset = (cfg or {}).get("dataset")
+        if dataset is None:
+            raise DataError("names no dataset folder", path=Path(run) / "config.yaml", field="dataset")
+    if dataset is None:
+        raise ConfigError("give the SFT run (--run RUN) or, for random / popularity negatives, a dataset (--data)")
+    ds = Dataset.load(dataset)
+    item_ids = [str(i) for i in ds.item_ids]
+    if strategy == "beam":
+        if run is None:
+            raise ConfigError("beam negatives come from an SFT model's beam search: give --run RUN_SFT")
+        from sidrec.llm.recommender import GenerativeRecommender, resolve_model_dir
+        from sidrec.utils.device import resolve_device
+
+        rec = GenerativeRecommender.load(resolve_model_dir(run), device=resolve_device(device))
+        if set(rec.item_ids) != set(item_ids):
+            raise DataError(f"the model in {run} was trained on another item catalogue than {dataset}")
+    sample = sample_negatives(ds.split("train"), item_ids, strategy, per_example,  # type: ignore[arg-type]
+                              max_examples=max_examples, seed=seed, recommender=rec, num_beams=num_beams,
+                              batch_size=batch_size)
+    sample.meta.update({"run": str(run) if run is not None else None, "dataset": str(dataset)})
+    save_negatives(sample, out)
+    return sample.meta

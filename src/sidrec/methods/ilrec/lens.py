@@ -1,7 +1,8 @@
 """ILRec (arXiv 2602.17410, methods.md §5): self-hard negatives from the model's intermediate layers.
 
-Settings (`ilrec:` in an SFT config with `method: ilrec`) and the batch-level mechanics the trainer
-uses; the loss arithmetic is in `sidrec.llm.ilrec_losses`.
+The batch-level mechanics the trainer uses: layer resolution, SID lookups, the candidate-only logit
+lens and the CF model. Settings (`ilrec:` in a `method: ilrec` config) are in `.config`, the loss
+arithmetic in `.losses`, the trainer in `.trainer`.
 
     ilrec:
       layers: [-2, -3, -4, -5]   # 1-based layer numbers, negative from the end: -1 is the last layer
@@ -33,36 +34,13 @@ intermediate layer):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch.func import functional_call
 
 from sidrec.errors import ConfigError
-
-
-class ILRecSettings(BaseModel):
-    """Every ILRec hyper-parameter (methods.md §5); each loss term can be switched off."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    layers: list[int] = Field(default_factory=lambda: [-2, -3, -4, -5],
-                              description="intermediate layers: 1-based numbers, negative from the end (-1 = last)")
-    candidates: Literal["level", "trie"] = Field("level", description="level: all tokens of the target's level; "
-                                                 "trie: only valid next codes under the gold prefix")
-    aggregate: Literal["sum", "mean"] = "sum"
-    phi: float = Field(1.0, description="negative threshold: ž(v) ≥ φ·z(y)")
-    alpha: float = Field(0.1, ge=0, description="CPO strength")
-    lam: float = Field(1.0, ge=0, description="CPD weight λ")
-    beta: float = Field(0.1, ge=0, description="CRR weight β")
-    temperature: float = Field(1.0, gt=0, description="CRR temperature T on the CF scores")
-    use_cpo: bool = True
-    use_cpd: bool = True
-    use_crr: bool = True
-    cf_run: Path | None = Field(None, description="a trained SASRec run (or its model/ folder) for CRR")
-    from_run: Path | None = Field(None, description="stage 2: the SFT run this training continues (informational)")
 
 
 def resolve_layers(layers: list[int], n_layers: int) -> list[int]:

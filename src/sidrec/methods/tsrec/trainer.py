@@ -1,4 +1,4 @@
-"""`TSRecTrainer`: SFT with TS-Rec's SA-Init and TS-Align (settings in `sidrec.llm.tsrec`).
+"""`TSRecTrainer`: SFT with TS-Rec's SA-Init and TS-Align (settings in `sidrec.methods.tsrec.config`).
 
     config = SFTConfig(method="tsrec", dataset="data/industrial",
                        tsrec={"semantics": "semantics.json", "sa_init": {"enabled": True},
@@ -17,8 +17,9 @@ from typing import Any
 from sidrec.data.dataset import Dataset
 from sidrec.llm.backbone import SIDTokens, load_backbone
 from sidrec.llm.sft_data import SFTCorpus, build_corpus
+from sidrec.llm.sid_init import SAInitReport, resolve_levels, sa_init
 from sidrec.llm.trainer import SFTTrainer
-from sidrec.llm.tsrec import ALIGN_TASKS, SAInitReport, add_examples, align_examples, resolve_levels, sa_init
+from sidrec.methods.tsrec.align import ALIGN_TASKS, add_examples, align_examples
 from sidrec.semantics.format import TokenSemantics, coverage, load_semantics
 from sidrec.sids.table import SIDTable
 from sidrec.utils.io import write_json

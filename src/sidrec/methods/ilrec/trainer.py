@@ -1,4 +1,4 @@
-"""`ILRecTrainer`: SFT whose seqrec SID targets get ILRec's losses (settings in `sidrec.llm.ilrec`).
+"""`ILRecTrainer`: SFT whose seqrec SID targets get ILRec's losses (settings in `sidrec.methods.ilrec.lens`).
 
     # stage 2 from a finished SFT run (the reference schedule: 1 epoch, lr 5e-5, cosine, 5% warm-up)
     sidrec train ilrec --from runs/sft --cf-run runs/sasrec --out runs/ilrec
@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from sidrec.errors import ConfigError
-from sidrec.llm.ilrec import (
+from sidrec.llm.sft_data import IGNORE_INDEX, TokenizedExample, response_forward
+from sidrec.llm.trainer import SFTTrainer
+from sidrec.methods.ilrec.lens import (
     SIDLookup,
     candidate_logits,
     final_norm,
@@ -28,9 +30,7 @@ from sidrec.llm.ilrec import (
     n_transformer_layers,
     resolve_layers,
 )
-from sidrec.llm.ilrec_losses import ilrec_position_losses, prefix_rewards
-from sidrec.llm.sft_data import IGNORE_INDEX, TokenizedExample
-from sidrec.llm.trainer import SFTTrainer
+from sidrec.methods.ilrec.losses import ilrec_position_losses, prefix_rewards
 
 
 class ILRecTrainer(SFTTrainer):
@@ -107,11 +107,7 @@ class ILRecTrainer(SFTTrainer):
         """One forward pass → everything ILRec's losses (and its diagnostics) need at the SID targets."""
         s = self.config.ilrec
         keep = int(batch["response_width"])
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False,
-                    output_hidden_states=True)
-        logits = out.logits[:, -keep:-1, :]
-        labels = batch["labels"][:, -keep + 1:]
+        logits, labels, out = response_forward(model, batch, output_hidden_states=True)
         lk = self.lookup
         target, (b_idx, j_idx, gold_vocab, lvl, code, prefix) = self.target_positions(labels, batch["seqrec_row"])
         pos = ILRecPositions(logits=logits, labels=labels, target=target, b_idx=b_idx, gold_vocab=gold_vocab,

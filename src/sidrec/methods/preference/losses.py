@@ -13,16 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sidrec.llm.sft_data import IGNORE_INDEX
+from sidrec.llm.sft_data import sequence_logps
 
-
-def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ over labelled positions of log p(label): logits [N, T, V] predict labels [N, T] (already
-    shifted; IGNORE_INDEX elsewhere) → ([N] summed log-probabilities, [N] labelled-token counts)."""
-    mask = labels != IGNORE_INDEX
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * mask).sum(-1), mask.sum(-1)
+__all__ = ["dpo_loss", "implicit_rewards", "sdpo_loss", "sequence_logps"]
 
 
 def implicit_rewards(policy: torch.Tensor, reference: torch.Tensor, beta: float) -> torch.Tensor:

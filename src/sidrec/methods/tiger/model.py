@@ -1,7 +1,7 @@
 """TIGER (Rajput et al., 2023): a small T5 encoder-decoder trained from scratch on SID tokens only.
 
-    config = SFTConfig(method="tiger", dataset="data/beauty", sids="sids/beauty/sids.json",
-                       tiger={"d_model": 128, "num_layers": 4})
+    config = TigerConfig(dataset="data/beauty", sids="sids/beauty/sids.json",
+                         tiger={"d_model": 128, "num_layers": 4})
     metrics = TigerTrainer(config, RunDir("runs/tiger")).train()
     rec = GenerativeRecommender.load("runs/tiger/model")          # a TigerRecommender
     items, scores = rec.recommend([["B0001", "B0002"]], top_k=10)
@@ -43,18 +43,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from sidrec.data.dataset import Dataset
-from sidrec.errors import ConfigError, DataError, validated
+from sidrec.errors import ConfigError, DataError
 from sidrec.llm.backbone import SIDTokens, quiet_transformers
-from sidrec.llm.recommender import FORMAT, GenerativeRecommender, sid_maps
+from sidrec.llm.recommender import FORMAT, GenerativeRecommender
 from sidrec.llm.sft_data import IGNORE_INDEX, SFTCorpus, SFTDataConfig, TokenizedExample
-from sidrec.llm.trainer import SFTTrainer
+from sidrec.methods.tiger.config import TigerSettings
 from sidrec.sids.table import SIDTable
 from sidrec.utils.io import atomic_dir, write_json
 
@@ -65,43 +63,15 @@ __all__ = [
     "TigerCollator",
     "TigerExample",
     "TigerRecommender",
-    "TigerSettings",
-    "TigerTrainer",
     "build_t5",
     "build_tiger_corpus",
     "encode_histories",
-    "tiger_settings",
     "tiger_sid_tokens",
 ]
 
 PAD_ID = 0  # padding and T5's decoder start token
 EOS_ID = 1  # ends the encoder input and the target SID
 N_SPECIAL = 2  # SID tokens start at this id
-
-
-# ---------------------------------------------------------------------------------------- settings
-class TigerSettings(BaseModel):
-    """The T5's size and the history length (`SFTConfig.tiger`); defaults are the TIGER paper's."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    d_model: int = Field(128, ge=8, description="hidden size")
-    d_ff: int = Field(1024, ge=8, description="feed-forward inner size")
-    num_layers: int = Field(4, ge=1, description="encoder layers")
-    num_decoder_layers: int = Field(4, ge=1, description="decoder layers")
-    num_heads: int = Field(6, ge=1)
-    d_kv: int = Field(64, ge=4, description="size of each attention head")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    feed_forward_proj: Literal["relu", "gated-gelu", "gated-relu"] = "relu"
-    relative_attention_num_buckets: int = Field(32, ge=2)
-    relative_attention_max_distance: int = Field(128, ge=2)
-    max_history: int = Field(20, ge=1, description="most recent history items in the encoder input")
-    init_seed: int | None = Field(None, description="seed of the random initialisation (None: training.seed)")
-
-
-def tiger_settings(values: dict[str, Any]) -> TigerSettings:
-    """Validate `SFTConfig.tiger`; errors become ConfigError naming the field."""
-    return validated(TigerSettings, values, field_prefix="tiger.")
 
 
 # ---------------------------------------------------------------------------------------- vocabulary
@@ -329,61 +299,3 @@ class TigerRecommender(GenerativeRecommender):
                             f"{vocab_size(sid_tokens)}", path=directory / "config.json", field="vocab_size")
         model = model.to(device).eval()
         return cls(model, table, sid_tokens, settings, extra=meta.get("extra"))
-
-
-# ---------------------------------------------------------------------------------------- training
-class TigerTrainer(SFTTrainer):
-    """`SFTTrainer` with a from-scratch T5 over SID tokens (config.method: tiger, sizes in config.tiger)."""
-
-    def __init__(self, config: Any, run: Any) -> None:
-        super().__init__(config, run)
-        self.settings = tiger_settings(config.tiger)
-        self._tiger_collator = TigerCollator()
-
-    def _max_items(self, table: SIDTable) -> int:
-        return max_items_for(self.settings, table.n_levels, self.t.max_length)
-
-    def load_model(self, table: SIDTable) -> tuple[Any, Any, SIDTokens]:
-        sid_tokens = tiger_sid_tokens(table)
-        seed = self.t.seed if self.settings.init_seed is None else self.settings.init_seed
-        model = build_t5(self.settings, sid_tokens, seed=seed)
-        return model.to(self.device), None, sid_tokens
-
-    def build_corpus(self, dataset: Dataset, table: SIDTable) -> SFTCorpus:
-        _, ids = sid_maps(table, self.sid_tokens)
-        return build_tiger_corpus(dataset.split("train"), ids, self._max_items(table), self.config.data.tasks)
-
-    def collate(self, batch: list[TokenizedExample]) -> dict[str, torch.Tensor]:
-        return self._tiger_collator(batch)  # type: ignore[arg-type]
-
-    def lm_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over the label tokens (target SID + <eos>)."""
-        return model(**batch).loss
-
-    def make_recommender(self) -> TigerRecommender:
-        model = self.accelerator.unwrap_model(self.model)
-        settings = self.settings.model_copy(update={"max_history": self._max_items(self.table)})
-        return TigerRecommender(model, self.table, self.sid_tokens, settings)
-
-    @torch.no_grad()
-    def validation_loss(self) -> float:
-        """Mean cross-entropy per label token (SID tokens + <eos>) on the fixed validation sample."""
-        model = self.model
-        model.eval()
-        frame = self.valid_sample
-        _, ids = sid_maps(self.table, self.sid_tokens)
-        histories = [[str(i) for i in h] for h in frame["history"]]
-        inputs = encode_histories(histories, ids, self._max_items(self.table))
-        examples = [TigerExample("seqrec", inp, len(inp), labels=ids[str(t)] + [EOS_ID])
-                    for inp, t in zip(inputs, frame["target"], strict=True)]
-        total, count = 0.0, 0
-        for start in range(self.rank * self.t.batch_size, len(examples), self.t.batch_size * self.world):
-            batch = {k: v.to(self.device) for k, v in self.collate(examples[start:start + self.t.batch_size]).items()}
-            out = model(**batch)
-            n = int((batch["labels"] != IGNORE_INDEX).sum())
-            total += float(out.loss) * n
-            count += n
-        model.train()
-        t = torch.tensor([total, count], dtype=torch.float64, device=self.device)
-        t = self.accelerator.reduce(t, reduction="sum") if self.world > 1 else t
-        return float(t[0] / max(1.0, float(t[1])))

@@ -1,7 +1,7 @@
 """Does ILRec push down what the user will choose next? The false-negative rate of its self-hard
 negatives against each user's held-out test item.
 
-    from sidrec.llm.ilrec_diagnostics import false_negative_report
+    from sidrec.pipelines.ilrec_diagnostics import false_negative_report
     false_negative_report("runs/sft", cf_run="runs/sasrec", max_examples=500)
 
 On a fixed sample of seqrec training examples, at each SID level t where the user's test item lies
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sidrec.llm.ilrec_losses import aggregate_layers, self_hard_negatives
+from sidrec.methods.ilrec.losses import aggregate_layers, self_hard_negatives
 
 
 def false_negative_counts(neg_mask: torch.Tensor, cand_mask: torch.Tensor, code: torch.Tensor, lvl: torch.Tensor,
@@ -74,7 +74,7 @@ def false_negative_report(run: str | Path, cf_run: str | Path, *, max_examples: 
                           seed: int = 0, device: str = "cpu", ilrec: dict[str, Any] | None = None) -> dict[str, Any]:
     """The false-negative diagnostic of a run's model (an SFT run before stage 2, or an ILRec run)
     with ILRec's settings (defaults, or `ilrec` overrides), on `max_examples` training examples."""
-    from sidrec.llm.ilrec_trainer import ILRecTrainer
+    from sidrec.methods.ilrec.trainer import ILRecTrainer
     from sidrec.pipelines.llm import continue_from, sft_config
     from sidrec.utils.runs import RunDir
 

@@ -29,11 +29,16 @@ import torch
 
 from sidrec.data.dataset import Dataset
 from sidrec.errors import ConfigError, DataError
-from sidrec.llm.negatives import load_negatives
-from sidrec.llm.preference_losses import dpo_loss, implicit_rewards, sdpo_loss, sequence_logps
-from sidrec.llm.sft_data import SFTCorpus, TokenizedExample
+from sidrec.llm.sft_data import (
+    SFTCorpus,
+    TokenizedExample,
+    response_forward,
+    sequence_logps,
+)
 from sidrec.llm.shared_prefix import collate_prompt_groups, prompt_group_logps
 from sidrec.llm.trainer import SFTTrainer
+from sidrec.methods.preference.losses import dpo_loss, implicit_rewards, sdpo_loss
+from sidrec.methods.preference.negatives import load_negatives
 from sidrec.sids.table import SIDTable
 
 
@@ -109,10 +114,8 @@ class DPOTrainer(SFTTrainer):
         """(summed response log-probabilities [(1+K)·B], response token counts), group-major."""
         if "prompt_ids" in batch:
             return prompt_group_logps(model, batch)
-        keep = int(batch["response_width"])
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    position_ids=batch["position_ids"], logits_to_keep=keep, use_cache=False)
-        return sequence_logps(out.logits[:, -keep:-1, :], batch["labels"][:, -keep + 1:])
+        logits, labels, _ = response_forward(model, batch)
+        return sequence_logps(logits, labels)
 
     @torch.no_grad()
     def reference_logps(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
