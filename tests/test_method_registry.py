@@ -171,3 +171,35 @@ def test_a_run_folder_written_with_every_method_section_resumes_and_continues(en
     cont = continue_from(out, "ilrec", {"ilrec": {"use_crr": False}})
     assert type(registry.method_config(cont)) is ILRecConfig and "tsrec" not in cont and "dpo" not in cont
     assert cont["ilrec"]["from_run"] == str(out)
+
+
+def test_model_folders_saved_before_the_move_still_load(tmp_path):
+    from sidrec.llm.recommender import SIDRecommender
+    from sidrec.methods.tiger.config import TigerSettings
+    from sidrec.methods.tiger.model import TigerRecommender, build_t5, tiger_sid_tokens
+
+    table = chain_sid_table(N_ITEMS)
+    settings = TigerSettings(d_model=16, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8)
+    tokens = tiger_sid_tokens(table)
+    rec = TigerRecommender(build_t5(settings, tokens, seed=0), table, tokens, settings)
+    folder = rec.save(tmp_path / "model")
+    meta = json.loads((folder / "sidrec.json").read_text())
+    assert meta["loader"] == "sidrec.methods.tiger.model:TigerRecommender"
+    expected = rec.recommend([["i1", "i2"]], top_k=5)[0]
+    for loader in ("sidrec.llm.tiger:TigerRecommender", None):  # the old module path; no loader at all
+        write_json(folder / "sidrec.json", {k: v for k, v in {**meta, "loader": loader}.items() if v is not None})
+        again = SIDRecommender.load(folder)
+        assert type(again) is TigerRecommender and again.recommend([["i1", "i2"]], top_k=5)[0] == expected
+
+
+def test_sidrec_methods_lists_every_registered_method():
+    from typer.testing import CliRunner
+
+    from sidrec.cli.main import app
+
+    res = CliRunner().invoke(app, ["methods"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for name, settings in (("sft", "SFTConfig"), ("tiger", "TigerConfig"), ("tsrec", "TSRecConfig"),
+                           ("ilrec", "ILRecConfig"), ("dpo", "DPOConfig"), ("sdpo", "DPOConfig")):
+        rows = [[c.strip() for c in line.split("│")[1:3]] for line in res.output.splitlines() if "│" in line]
+        assert [name, settings] in rows

@@ -102,7 +102,7 @@ def train_sft_cmd(
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder (overrides the config's).")] = None,
     sids: SidsOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", help="HF causal LM id or folder (default smollm2-135m).")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", help="sft | tiger | tsrec | ilrec")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="A registered method (`sidrec methods`): sft | tiger | tsrec | ilrec | ….")] = None,
     from_run: Annotated[Optional[Path], typer.Option("--from", help="Continue a finished SFT run's model (the "
                                                      "plain-CE control for ILRec's stage 2): 1 epoch, lr 5e-5.")] = None,
     set_: SetOpt = None,
@@ -286,6 +286,23 @@ def _is_main_process() -> bool:
 
 
 # ----------------------------------------------------------------------------- recommend
+@app.command("methods")
+@friendly_errors
+def methods_cmd() -> None:
+    """List the registered training methods (`method:` in a config, `--method` of `train sft`)."""
+    from rich.table import Table
+
+    from sidrec.methods.registry import METHODS
+
+    table = Table(title="registered methods")
+    for column in ("method", "settings", "section", "continuable", "fills from", "what it is"):
+        table.add_column(column)
+    for m in METHODS.values():
+        table.add_row(m.name, m.config.__name__, m.section or "-", "yes" if m.continuable else "no",
+                      ", ".join(sorted(m.reads)) or "-", m.summary)
+    console.print(table)
+
+
 @app.command("recommend")
 @friendly_errors
 def recommend_cmd(

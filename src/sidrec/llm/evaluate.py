@@ -23,7 +23,7 @@ from sidrec.evaluation.metrics import (
     ranks_from_scores,
 )
 from sidrec.llm.config import EvalSettings
-from sidrec.llm.recommender import GenerativeRecommender
+from sidrec.llm.recommender import SIDRecommender
 from sidrec.utils.distributed import gather_objects, is_main_process, rank, world_size
 from sidrec.utils.io import write_parquet
 from sidrec.utils.progress import progress
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from sidrec.utils.runs import RunDir
 
 def rank_split(
-    rec: GenerativeRecommender,
+    rec: SIDRecommender,
     frame: pd.DataFrame,
     *,
     mode: Literal["beam", "exact"] = "beam",
@@ -86,7 +86,7 @@ def rank_split(
 
 
 def evaluate_frame(
-    rec: GenerativeRecommender,
+    rec: SIDRecommender,
     frame: pd.DataFrame,
     *,
     mode: Literal["beam", "exact"] = "beam",
@@ -118,7 +118,7 @@ def fixed_sample(frame: pd.DataFrame, n: int | None, seed: int = 0) -> pd.DataFr
     return frame.iloc[idx].reset_index(drop=True)
 
 
-def evaluate_splits(rec: GenerativeRecommender, dataset: Dataset, settings: EvalSettings, run: RunDir | None,
+def evaluate_splits(rec: SIDRecommender, dataset: Dataset, settings: EvalSettings, run: RunDir | None,
                     *, mode: Literal["beam", "exact"] = "beam", show_progress: bool = True) -> dict[str, Any]:
     """Metrics per split (and RUN/ranks_<split>.parquet, RUN/topk_<split>.parquet when `run` is given)."""
     from sidrec.evaluation.ranking import save_ranks

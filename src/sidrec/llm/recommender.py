@@ -5,9 +5,11 @@
     scores = rec.exact_scores([["B0001", "B0002"]])                       # [1, n_items]
 
 The folder is a plain Hugging Face model folder (config, safetensors, tokenizer) plus
-`sids.json` (the SID table) and `sidrec.json` (kind and prompt settings), so the model loads with
-`AutoModelForCausalLM.from_pretrained` too. `kind` is `causal_lm` (an LLM prompted with text) or
-`tiger` (a T5 encoder-decoder over SID tokens only, see `sidrec.methods.tiger.model`).
+`sids.json` (the SID table) and `sidrec.json` (kind, the class that rebuilds it, prompt settings), so
+the model loads with `AutoModelForCausalLM.from_pretrained` too. `SIDRecommender` is what every
+model family shares (trie, decoding, folder format); `GenerativeRecommender` is the causal LM
+prompted with text; other families subclass `SIDRecommender` in their method's folder (TIGER's
+T5 over SID tokens only: `sidrec.methods.tiger.model.TigerRecommender`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sidrec.errors import ConfigError, DataError
+from sidrec.errors import DataError
 from sidrec.llm.backbone import (
     SIDTokens,
     add_sid_tokens,
@@ -52,17 +54,19 @@ def sid_maps(table: SIDTable, sid_tokens: SIDTokens) -> tuple[dict[str, str], di
     return strings, ids
 
 
-class GenerativeRecommender:
-    """Everything needed to turn histories into top-K items: model, tokenizer, trie, prompts."""
+class SIDRecommender:
+    """What every generative recommender shares: the model, the SID table and its token trie,
+    constrained beam search, exact ranking, and the folder format. A subclass says how histories
+    become model inputs (`inputs`), how the model steps (`stepper`), and what its folder holds
+    (`save_model_files`, `metadata`, `load_folder`)."""
 
-    def __init__(self, model: Any, tokenizer: Any, table: SIDTable, sid_tokens: SIDTokens,
-                 data_cfg: SFTDataConfig, *, kind: str = "causal_lm", extra: dict[str, Any] | None = None) -> None:
+    kind = "sid"
+
+    def __init__(self, model: Any, table: SIDTable, sid_tokens: SIDTokens, *,
+                 extra: dict[str, Any] | None = None) -> None:
         self.model = model
-        self.tokenizer = tokenizer
         self.table = table
         self.sid_tokens = sid_tokens
-        self.data_cfg = data_cfg
-        self.kind = kind
         self.extra = dict(extra or {})
         self.item_ids = list(table.item_ids)
         self.item_index = {iid: i for i, iid in enumerate(self.item_ids)}
@@ -70,19 +74,30 @@ class GenerativeRecommender:
         trie = SIDTrie.from_codes(table.codes, codebook_sizes=table.codebook_sizes)
         self.token_trie = TokenTrie(trie, sid_tokens.per_level, vocab_size)
         self.sid_strings, self.sid_ids = sid_maps(table, sid_tokens)
-        self.prompts = PromptBuilder(tokenizer, self.sid_strings, self.sid_ids, data_cfg) if tokenizer is not None else None
 
-    # ------------------------------------------------------------------ inference
+    # ------------------------------------------------------------------ what a model family defines
+    def inputs(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input ids, attention mask) of the histories on the model's device."""
+        raise NotImplementedError
+
+    def stepper(self) -> Stepper:
+        raise NotImplementedError
+
     @property
     def normalize(self) -> Any:
-        """How SID token scores are normalised: "full" vocabulary or "level" (data.sid_softmax; causal LMs only)."""
-        return getattr(self.data_cfg, "sid_softmax", "full") if self.kind == "causal_lm" else "full"
+        """How SID token scores are normalised: "full" vocabulary or "level" (SID rows of each level)."""
+        return "full"
 
+    def decoding(self) -> tuple[Stepper, TokenTrie]:
+        """The stepper and token trie decoding uses."""
+        return self.stepper(), self.token_trie
+
+    # ------------------------------------------------------------------ inference
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: torch.device | str) -> GenerativeRecommender:
+    def to(self, device: torch.device | str) -> SIDRecommender:
         self.model.to(device)
         self.token_trie = self.token_trie.to(device)
         return self
@@ -93,35 +108,6 @@ class GenerativeRecommender:
             raise DataError(f"{where}: item id(s) {unknown[:5]} are not in this model's catalogue "
                             f"({len(self.item_ids)} items)")
         return [str(i) for i in history]
-
-    def encode_prompts(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.prompts is None:
-            raise ConfigError(f"{self.kind} models build their inputs with their own encoder")
-        ids = self.prompts.seqrec_prompts(histories)
-        return left_pad(ids, self.tokenizer.pad_token_id)
-
-    def stepper(self) -> Stepper:
-        return CausalLMStepper(self.model)
-
-    def decoding(self) -> tuple[Stepper, TokenTrie]:
-        """The stepper and token trie decoding uses: level-normalised causal LMs score the SID tokens
-        only (`SIDRowsStepper`, a trie over those columns), everything else the full vocabulary."""
-        if self.normalize != "level" or self.kind != "causal_lm":
-            return self.stepper(), self.token_trie
-        from sidrec.llm.sid_head import head_rows
-
-        flat = [t for lvl in self.sid_tokens.per_level for t in lvl]
-        ids = torch.tensor(flat, dtype=torch.long, device=self.device)
-        with torch.no_grad():
-            rows, bias = head_rows(self.model, ids)
-        column = {t: j for j, t in enumerate(flat)}
-        trie = TokenTrie(self.token_trie.trie, [[column[t] for t in lvl] for lvl in self.sid_tokens.per_level],
-                         len(flat))
-        return SIDRowsStepper(self.model, ids, rows.detach(), None if bias is None else bias.detach()), trie
-
-    def inputs(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, mask = self.encode_prompts(histories)
-        return ids.to(self.device), mask.to(self.device)
 
     @torch.no_grad()
     def recommend_indices(self, histories: Sequence[Sequence[str]], *, top_k: int = 10,
@@ -154,32 +140,36 @@ class GenerativeRecommender:
             self.model.train(was_training)
 
     # ------------------------------------------------------------------ I/O
-    def save(self, directory: str | Path) -> Path:
-        """Write the folder atomically (a temporary sibling renamed into place)."""
-        model = self.model
-        if hasattr(model, "merge_and_unload"):  # peft: save a plain merged model
-            import copy
+    def save_model_files(self, folder: Path) -> None:
+        """The model's own files (weights, config, tokenizer)."""
+        with quiet_transformers():
+            self.model.save_pretrained(folder)
 
-            model = copy.deepcopy(model).merge_and_unload()
+    def metadata(self) -> dict[str, Any]:
+        """What sidrec.json records beyond format, kind, loader, SID token ids and extra."""
+        return {}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the folder atomically (a temporary sibling renamed into place): the model's files,
+        sids.json and sidrec.json, which names the class that rebuilds it."""
         with atomic_dir(directory) as tmp:
-            with quiet_transformers():
-                model.save_pretrained(tmp)
-                if self.tokenizer is not None:
-                    self.tokenizer.save_pretrained(tmp)
+            self.save_model_files(tmp)
             (tmp / "generation_config.json").unlink(missing_ok=True)
             self.table.save(tmp / "sids.json")
             write_json(tmp / "sidrec.json", {
-                "format": FORMAT,
-                "kind": self.kind,
-                "data": self.data_cfg.model_dump(),
-                "sid_token_ids": self.sid_tokens.per_level,
-                "extra": self.extra,
-            })
+                "format": FORMAT, "kind": self.kind, "loader": f"{type(self).__module__}:{type(self).__qualname__}",
+                **self.metadata(), "sid_token_ids": self.sid_tokens.per_level, "extra": self.extra})
         return Path(directory)
 
     @classmethod
+    def load_folder(cls, directory: Path, table: SIDTable, meta: dict[str, Any], *,
+                    device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> SIDRecommender:
+        raise NotImplementedError
+
+    @classmethod
     def load(cls, directory: str | Path, *, device: str | torch.device = "cpu",
-             dtype: torch.dtype | None = None) -> GenerativeRecommender:
+             dtype: torch.dtype | None = None) -> Any:
+        """Any sidrec model folder: the class its sidrec.json names rebuilds it."""
         directory = Path(directory)
         meta_path = directory / "sidrec.json"
         if not meta_path.is_file():
@@ -190,11 +180,72 @@ class GenerativeRecommender:
             raise DataError("unsupported model format", path=meta_path, field="format",
                             hint=f"expected {FORMAT}")
         table = SIDTable.load(directory / "sids.json")
-        kind = meta.get("kind", "causal_lm")
-        if kind != "causal_lm":  # another model kind: the class that saved it rebuilds it
-            return _loader(meta, meta_path).load_folder(directory, table, meta, device=device)
+        loader = GenerativeRecommender if meta.get("kind", "causal_lm") == "causal_lm" else _loader(meta, meta_path)
+        return loader.load_folder(directory, table, meta, device=device, dtype=dtype)
+
+
+class GenerativeRecommender(SIDRecommender):
+    """A causal LM prompted with text: model, tokenizer, SIDs and the prompt format (`data`)."""
+
+    kind = "causal_lm"
+
+    def __init__(self, model: Any, tokenizer: Any, table: SIDTable, sid_tokens: SIDTokens,
+                 data_cfg: SFTDataConfig, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(model, table, sid_tokens, extra=extra)
+        self.tokenizer = tokenizer
+        self.data_cfg = data_cfg
+        self.prompts = PromptBuilder(tokenizer, self.sid_strings, self.sid_ids, data_cfg)
+
+    @property
+    def normalize(self) -> Any:
+        return self.data_cfg.sid_softmax
+
+    def encode_prompts(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self.prompts.seqrec_prompts(histories)
+        return left_pad(ids, self.tokenizer.pad_token_id)
+
+    def inputs(self, histories: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = self.encode_prompts(histories)
+        return ids.to(self.device), mask.to(self.device)
+
+    def stepper(self) -> Stepper:
+        return CausalLMStepper(self.model)
+
+    def decoding(self) -> tuple[Stepper, TokenTrie]:
+        """Level-normalised models score the SID tokens only (`SIDRowsStepper`, a trie over those
+        columns); full-softmax ones the whole vocabulary."""
+        if self.normalize != "level":
+            return self.stepper(), self.token_trie
+        from sidrec.llm.sid_head import head_rows
+
+        flat = [t for lvl in self.sid_tokens.per_level for t in lvl]
+        ids = torch.tensor(flat, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            rows, bias = head_rows(self.model, ids)
+        column = {t: j for j, t in enumerate(flat)}
+        trie = TokenTrie(self.token_trie.trie, [[column[t] for t in lvl] for lvl in self.sid_tokens.per_level],
+                         len(flat))
+        return SIDRowsStepper(self.model, ids, rows.detach(), None if bias is None else bias.detach()), trie
+
+    def save_model_files(self, folder: Path) -> None:
+        model = self.model
+        if hasattr(model, "merge_and_unload"):  # peft: save a plain merged model
+            import copy
+
+            model = copy.deepcopy(model).merge_and_unload()
+        with quiet_transformers():
+            model.save_pretrained(folder)
+            self.tokenizer.save_pretrained(folder)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"data": self.data_cfg.model_dump()}
+
+    @classmethod
+    def load_folder(cls, directory: Path, table: SIDTable, meta: dict[str, Any], *,
+                    device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> GenerativeRecommender:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        meta_path = directory / "sidrec.json"
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(directory)
             model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype or torch.float32).to(device).eval()
@@ -204,8 +255,7 @@ class GenerativeRecommender:
                             path=meta_path, field="sid_token_ids")
         neutralise_generation_config(model, tokenizer)
         data = {"format": "prompt", "sid_softmax": "full", **meta["data"]}  # folders saved before these settings
-        return cls(model, tokenizer, table, sid_tokens, SFTDataConfig(**data), kind=kind,
-                   extra=meta.get("extra"))
+        return cls(model, tokenizer, table, sid_tokens, SFTDataConfig(**data), extra=meta.get("extra"))
 
 
 # model folders written before sidrec.json recorded its loader
@@ -230,7 +280,7 @@ def _loader(meta: dict[str, Any], meta_path: Path) -> Any:
     except (ImportError, AttributeError):
         raise DataError(f"model kind {meta.get('kind')!r}: {spec} is not in this version of sidrec", path=meta_path,
                         field="loader") from None
-    if not (isinstance(cls, type) and issubclass(cls, GenerativeRecommender)):
+    if not (isinstance(cls, type) and issubclass(cls, SIDRecommender)):
         raise DataError(f"{spec} is not a recommender class", path=meta_path, field="loader")
     return cls
 

@@ -42,7 +42,7 @@ from sidrec.llm.backbone import count_parameters, load_backbone
 from sidrec.llm.config import EvalSettings, SFTConfig, TrainingSettings
 from sidrec.llm.evaluate import evaluate_frame, evaluate_splits, fixed_sample
 from sidrec.llm.param_groups import adamw, param_groups
-from sidrec.llm.recommender import GenerativeRecommender, sid_maps
+from sidrec.llm.recommender import GenerativeRecommender, SIDRecommender, sid_maps
 from sidrec.llm.sft_data import (
     IGNORE_INDEX,
     PromptBuilder,
@@ -142,10 +142,9 @@ class SFTTrainer:
         """Task → examples per epoch as a multiple of the task's size (TS-Rec adds its align tasks)."""
         return dict(self.config.data.tasks)
 
-    def make_recommender(self) -> GenerativeRecommender:
+    def make_recommender(self) -> SIDRecommender:
         model = self.accelerator.unwrap_model(self.model)
-        return GenerativeRecommender(model, self.tokenizer, self.table, self.sid_tokens, self.config.data,
-                                     kind="causal_lm")
+        return GenerativeRecommender(model, self.tokenizer, self.table, self.sid_tokens, self.config.data)
 
     def compute_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The training objective (SFT: the LM loss; TS-Rec / ILRec add their terms here)."""

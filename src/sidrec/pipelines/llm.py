@@ -222,7 +222,7 @@ def evaluate_llm_run(
 
     from sidrec.llm.config import EvalSettings
     from sidrec.llm.evaluate import evaluate_splits
-    from sidrec.llm.recommender import GenerativeRecommender, resolve_model_dir
+    from sidrec.llm.recommender import SIDRecommender, resolve_model_dir
     from sidrec.utils.device import resolve_device
     from sidrec.utils.distributed import is_main_process, world_size
 
@@ -238,7 +238,7 @@ def evaluate_llm_run(
         dev = state.device
     else:
         dev = resolve_device(device)
-    rec = GenerativeRecommender.load(resolve_model_dir(run), device=dev)
+    rec = SIDRecommender.load(resolve_model_dir(run), device=dev)
     if set(rec.item_ids) != set(dataset.item_ids):
         raise DataError(f"the model in {run} was trained on another item catalogue than {cfg['dataset']}")
     ev = EvalSettings(**(cfg.get("eval") or {}))
@@ -276,11 +276,11 @@ def recommend(run: str | Path, history: list[str] | str, *, top_k: int = 10, num
     """Top-K items for one history: rank, item_id, title, score (log-probability of the SID)."""
     import numpy as np
 
-    from sidrec.llm.recommender import GenerativeRecommender, resolve_model_dir
+    from sidrec.llm.recommender import SIDRecommender, resolve_model_dir
     from sidrec.utils.device import resolve_device
 
     run = Path(run)
-    rec = GenerativeRecommender.load(resolve_model_dir(run), device=resolve_device(device))
+    rec = SIDRecommender.load(resolve_model_dir(run), device=resolve_device(device))
     dataset = None
     cfg_path = run / "config.yaml"
     if cfg_path.is_file():

@@ -3,7 +3,7 @@
     config = TigerConfig(dataset="data/beauty", sids="sids/beauty/sids.json",
                          tiger={"d_model": 128, "num_layers": 4})
     metrics = TigerTrainer(config, RunDir("runs/tiger")).train()
-    rec = GenerativeRecommender.load("runs/tiger/model")          # a TigerRecommender
+    rec = SIDRecommender.load("runs/tiger/model")               # a TigerRecommender
     items, scores = rec.recommend([["B0001", "B0002"]], top_k=10)
 
 The model
@@ -50,11 +50,10 @@ import torch
 
 from sidrec.errors import ConfigError, DataError
 from sidrec.llm.backbone import SIDTokens, quiet_transformers
-from sidrec.llm.recommender import FORMAT, GenerativeRecommender
-from sidrec.llm.sft_data import IGNORE_INDEX, SFTCorpus, SFTDataConfig, TokenizedExample
+from sidrec.llm.recommender import SIDRecommender
+from sidrec.llm.sft_data import IGNORE_INDEX, SFTCorpus, TokenizedExample
 from sidrec.methods.tiger.config import TigerSettings
 from sidrec.sids.table import SIDTable
-from sidrec.utils.io import atomic_dir, write_json
 
 __all__ = [
     "EOS_ID",
@@ -237,13 +236,14 @@ class Seq2SeqStepper:
 
 
 # ---------------------------------------------------------------------------------------- recommender
-class TigerRecommender(GenerativeRecommender):
+class TigerRecommender(SIDRecommender):
     """A trained TIGER: the T5, the SID table and the history length; no tokenizer, no prompts."""
+
+    kind = "tiger"
 
     def __init__(self, model: Any, table: SIDTable, sid_tokens: SIDTokens, settings: TigerSettings,
                  *, extra: dict[str, Any] | None = None) -> None:
-        data_cfg = SFTDataConfig(tasks={"seqrec": 1.0}, max_history=settings.max_history)
-        super().__init__(model, None, table, sid_tokens, data_cfg, kind="tiger", extra=extra)
+        super().__init__(model, table, sid_tokens, extra=extra)
         self.settings = settings
 
     def encode_histories(self, histories: Sequence[Sequence[str]]) -> list[list[int]]:
@@ -258,32 +258,16 @@ class TigerRecommender(GenerativeRecommender):
     def stepper(self) -> Seq2SeqStepper:
         return Seq2SeqStepper(self.model, int(self.model.config.decoder_start_token_id))
 
-    # ------------------------------------------------------------------ I/O
-    def save(self, directory: str | Path) -> Path:
-        """Write the T5 folder + sids.json + sidrec.json atomically (a temporary sibling renamed into place)."""
-        with atomic_dir(directory) as tmp:
-            with quiet_transformers():
-                self.model.save_pretrained(tmp)
-            (tmp / "generation_config.json").unlink(missing_ok=True)
-            self.table.save(tmp / "sids.json")
-            write_json(tmp / "sidrec.json", {
-                "format": FORMAT,
-                "kind": "tiger",
-                "loader": f"{type(self).__module__}:{type(self).__qualname__}",
-                "tiger": self.settings.model_dump(),
-                "special_tokens": {"pad": PAD_ID, "eos": EOS_ID, "decoder_start": PAD_ID},
-                "sid_token_ids": self.sid_tokens.per_level,
-                "extra": self.extra,
-            })
-        return Path(directory)
+    def metadata(self) -> dict[str, Any]:
+        return {"tiger": self.settings.model_dump(),
+                "special_tokens": {"pad": PAD_ID, "eos": EOS_ID, "decoder_start": PAD_ID}}
 
     @classmethod
-    def load_folder(cls, directory: str | Path, table: SIDTable, meta: dict[str, Any], *,
-                    device: str | torch.device = "cpu") -> TigerRecommender:
-        """Rebuild from a folder written by `save` (`GenerativeRecommender.load` calls this for kind "tiger")."""
+    def load_folder(cls, directory: Path, table: SIDTable, meta: dict[str, Any], *,
+                    device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> TigerRecommender:
+        """Rebuild from a folder written by `save` (`SIDRecommender.load` calls this for kind "tiger")."""
         from transformers import T5ForConditionalGeneration
 
-        directory = Path(directory)
         meta_path = directory / "sidrec.json"
         if "tiger" not in meta:
             raise DataError("missing the TIGER settings", path=meta_path, field="tiger")
