@@ -76,3 +76,14 @@ def chain_sid_table(n_items: int = 40) -> SIDTable:
     """3-level SIDs for the chain dataset's items i0 … i{n-1}: (i // 10, (i // 3) mod 4, i mod 3)."""
     i = np.arange(n_items)
     return SIDTable([f"i{k}" for k in range(n_items)], np.stack([i // 10, (i // 3) % 4, i % 3], axis=1)).with_dedup()
+
+
+def tiny_lm_env(root: Path, *, n_users: int = 120, n_items: int = 40) -> Path:
+    """A folder with a tiny random causal LM (`lm/`), the chain dataset (`chain/`) and its SIDs
+    (`sids.json`): what the generative-model tests train on."""
+    from sidrec.llm.tiny import make_tiny_lm
+
+    make_tiny_lm(root / "lm", hidden=32)
+    chain_dataset(n_users=n_users, n_items=n_items, path=root / "chain")
+    chain_sid_table(n_items).save(root / "sids.json")
+    return root

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sidrec.errors import ConfigError
 from sidrec.llm.config import SFTConfig
 from sidrec.llm.sft_data import IGNORE_INDEX, response_forward
-from sidrec.llm.tiny import make_tiny_lm
 from sidrec.llm.trainer import SFTTrainer
 from sidrec.methods import registry
 from sidrec.methods.ilrec.config import ILRecConfig
@@ -26,18 +25,14 @@ from sidrec.methods.tsrec.config import TSRecConfig
 from sidrec.pipelines.llm import continue_from, prepare_run, train_sft
 from sidrec.utils.io import read_config, write_json, write_yaml
 
-from .conftest import chain_dataset, chain_sid_table
+from .conftest import chain_sid_table, tiny_lm_env
 
 N_ITEMS = 40
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("registry")
-    make_tiny_lm(root / "lm", hidden=32)
-    chain_dataset(n_users=120, n_items=N_ITEMS, path=root / "chain")
-    chain_sid_table(N_ITEMS).save(root / "sids.json")
-    return root
+    return tiny_lm_env(tmp_path_factory.mktemp("registry"), n_items=N_ITEMS)
 
 
 def base_values(root: Path, **training) -> dict:

@@ -25,12 +25,11 @@ from sidrec.llm.sft_data import (
     train_streams,
 )
 from sidrec.llm.sid_head import SIDLevels, sid_aware_loss
-from sidrec.llm.tiny import make_tiny_lm
 from sidrec.llm.trainer import SFTConfig, SFTTrainer
 from sidrec.sids.trie import SIDTrie, TokenTrie
 from sidrec.utils.runs import RunDir
 
-from .conftest import chain_dataset, chain_sid_table, shared_path
+from .conftest import chain_dataset, chain_sid_table, shared_path, tiny_lm_env
 from .test_llm import _Interrupt, _InterruptingTrainer
 
 N_ITEMS = 40
@@ -38,11 +37,7 @@ N_ITEMS = 40
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("recipe")
-    make_tiny_lm(root / "lm", hidden=32)
-    chain_dataset(n_users=120, n_items=N_ITEMS, path=root / "chain")
-    chain_sid_table(N_ITEMS).save(root / "sids.json")
-    return root
+    return tiny_lm_env(tmp_path_factory.mktemp("recipe"), n_items=N_ITEMS)
 
 
 def _setup(env: Path, **data):

@@ -16,12 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sidrec.evaluation.metrics import (
-    DEFAULT_KS,
-    UNRANKED,
-    metrics_from_ranks,
-    ranks_from_scores,
-)
+from sidrec.evaluation.metrics import DEFAULT_KS, UNRANKED, metrics_from_ranks, ranks_from_scores
 from sidrec.llm.config import EvalSettings
 from sidrec.llm.recommender import SIDRecommender
 from sidrec.utils.distributed import gather_objects, is_main_process, rank, world_size
@@ -31,6 +26,7 @@ from sidrec.utils.progress import progress
 if TYPE_CHECKING:
     from sidrec.data.dataset import Dataset
     from sidrec.utils.runs import RunDir
+
 
 def rank_split(
     rec: SIDRecommender,

@@ -31,6 +31,11 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
+def method_of(values: dict[str, Any]) -> Method:
+    """The registered method a config names (`method:`, default sft)."""
+    return get_method(str(values.get("method") or "sft"))
+
+
 def sections() -> set[str]:
     """The config sections that belong to some method."""
     return {m.section for m in METHODS.values() if m.section}
@@ -42,7 +47,7 @@ def without_other_sections(values: dict[str, Any]) -> dict[str, Any]:
     Configs written before each method had its own config class held every method's section (with
     defaults); those sections are dropped. A section that sets something another method would use
     is refused with the fix, never ignored."""
-    method = get_method(str(values.get("method") or "sft"))
+    method = method_of(values)
     out = dict(values)
     for other in METHODS.values():
         name = other.section
@@ -69,8 +74,7 @@ def _matches(given: Any, defaults: Any) -> bool:
 def method_config(values: dict[str, Any]) -> SFTConfig:
     """Validate a run config with its method's settings class (errors name the field)."""
     values = without_other_sections(values)
-    method = get_method(str(values.get("method") or "sft"))
-    return validated(method.config, values)
+    return validated(method_of(values).config, values)
 
 
-__all__ = ["METHODS", "Method", "get_method", "method_config", "sections", "without_other_sections"]
+__all__ = ["METHODS", "Method", "get_method", "method_config", "method_of", "sections", "without_other_sections"]

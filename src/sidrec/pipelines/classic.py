@@ -34,11 +34,7 @@ def train_classic(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train one classic model on a dataset folder into a run folder; returns its metrics.json content."""
-    from sidrec.training.sequential import (
-        SequentialTrainConfig,
-        SequentialTrainer,
-        train_popularity,
-    )
+    from sidrec.training.sequential import SequentialTrainConfig, SequentialTrainer, train_popularity
 
     dataset = Dataset.load(data)
     config = None

@@ -41,14 +41,14 @@ def continue_from(run: str | Path, method: str, overrides: dict[str, Any] | None
     stage-2 schedule, and each method section as the new method carries it over."""
     from sidrec.llm.config import with_legacy_defaults
     from sidrec.llm.recommender import resolve_model_dir
-    from sidrec.methods.registry import get_method, sections
+    from sidrec.methods.registry import get_method, method_of, sections
 
     run = Path(run)
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"--from {run}: not a run folder (config.yaml is missing); give a finished `sidrec train sft` run")
     model_dir = resolve_model_dir(run)
     values = with_legacy_defaults(read_config(run / "config.yaml"))
-    source, target = get_method(str(values.get("method") or "sft")), get_method(method)
+    source, target = method_of(values), get_method(method)
     if not source.continuable:
         raise ConfigError(f"--from {run}: a {source.name} run cannot be continued as {method}")
     values["method"] = method
@@ -65,9 +65,9 @@ def continue_from(run: str | Path, method: str, overrides: dict[str, Any] | None
 
 def prepare_run(values: dict[str, Any], inputs: RunInputs) -> dict[str, Any]:
     """The method's `prepare` step: the inputs its settings leave unset, from `inputs`."""
-    from sidrec.methods.registry import get_method
+    from sidrec.methods.registry import method_of
 
-    return get_method(str(values.get("method") or "sft")).resolve_inputs(values, inputs)
+    return method_of(values).resolve_inputs(values, inputs)
 
 
 def train_sft(

@@ -213,12 +213,7 @@ def semantics_stage(cfg: PipelineConfig, out: Path, data_dir: Path, sids_path: P
     if _cached(folder, key, "semantics.json"):
         console.print(f"[dim]semantics: cached ({folder})[/dim]")
         return path, key
-    from sidrec.semantics.extract import (
-        extract_semantics,
-        import_semantics,
-        load_inputs,
-        make_teacher,
-    )
+    from sidrec.semantics.extract import extract_semantics, import_semantics, load_inputs, make_teacher
 
     dataset, table = load_inputs(data_dir, sids_path)
     folder.mkdir(parents=True, exist_ok=True)
