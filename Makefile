@@ -11,7 +11,7 @@ SIDREC := $(VENV)/bin/sidrec
 STAMP := $(VENV)/.sidrec-installed
 DEV_STAMP := $(VENV)/.sidrec-dev-installed
 
-.PHONY: install install-dev demo test bench-classic bench-decoding bench-quality clean
+.PHONY: install install-dev demo serve test bench-classic bench-decoding bench-quality bench-serving clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ install-dev: $(DEV_STAMP)
 demo: install
 	$(SIDREC) demo
 
+# the demo's SFT model behind the REST API and web page (after `make demo`): http://127.0.0.1:8000
+serve: install
+	$(SIDREC) serve --run runs/demo/sft
+
 # pytest exits 5 when it collects no test: that is a failure, not a pass.
 test: install-dev
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
@@ -50,6 +54,9 @@ bench-decoding: install
 
 bench-quality: install
 	$(PY) benchmarks/quality.py
+
+bench-serving: install
+	$(PY) benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

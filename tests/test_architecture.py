@@ -17,7 +17,7 @@ LAYERS = [
     {"sidrec.models", "sidrec.training"},           # the classic baselines
     {"sidrec.llm"},                                  # the generative core: knows no method
     {"sidrec.methods", "sidrec.semantics"},          # the registered methods; the teachers that run an LM
-    {"sidrec.pipelines", "sidrec.reporting"},
+    {"sidrec.pipelines", "sidrec.reporting", "sidrec.serving"},
     {"sidrec.cli", "sidrec.testing", "sidrec.__main__"},
 ]
 ALLOWED_UPWARD: set[tuple[str, str]] = set()

@@ -14,6 +14,7 @@ from sidrec.cli import semantics as semantics_cli
 from sidrec.cli import sids as sids_cli
 from sidrec.cli.common import console, friendly_errors, metrics_table, parse_overrides
 from sidrec.cli.report import report_cmd
+from sidrec.cli.serve import recommend_cmd, serve_cmd
 from sidrec.errors import SidrecError
 
 app = typer.Typer(
@@ -30,6 +31,8 @@ app.add_typer(train_app, name="train")
 eval_app = typer.Typer(help="Evaluate a run (`sidrec eval --run RUN`) or compare two (`sidrec eval compare A B`).")
 app.add_typer(eval_app, name="eval")
 app.command("report")(report_cmd)
+app.command("serve")(serve_cmd)
+app.command("recommend")(recommend_cmd)
 
 TABLE_METRICS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "mrr")
 
@@ -301,29 +304,6 @@ def methods_cmd() -> None:
         table.add_row(m.name, m.config.__name__, m.section or "-", "yes" if m.continuable else "no",
                       ", ".join(sorted(m.reads)) or "-", m.summary)
     console.print(table)
-
-
-@app.command("recommend")
-@friendly_errors
-def recommend_cmd(
-    run: Annotated[Path, typer.Option("--run", help="A trained generative run folder (or its model/ folder).")],
-    history: Annotated[str, typer.Option("--history", help="Item ids 'id1,id2,...' oldest first, or titles 'T1|T2'.")],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many items.")] = 10,
-    num_beams: Annotated[int, typer.Option("--num-beams", min=1, help="Beam width (≥ top-k).")] = 20,
-    device: DeviceOpt = None,
-) -> None:
-    """Print the top-K next items for a history, with titles and scores (SID log-probabilities)."""
-    from rich.table import Table
-
-    from sidrec.pipelines.llm import recommend
-
-    df = recommend(run, history, top_k=top_k, num_beams=num_beams, device=device or "auto")
-    t = Table(title=f"top-{top_k} for a history of {len(history.split('|' if '|' in history else ','))} items")
-    for c in ("rank", "item_id", "sid", "title", "score"):
-        t.add_column(c, justify="right" if c in ("rank", "score") else "left")
-    for row in df.itertuples(index=False):
-        t.add_row(str(row.rank), str(row.item_id), str(row.sid), str(row.title)[:60], f"{row.score:.3f}")
-    console.print(t)
 
 
 # ----------------------------------------------------------------------------- run / demo

@@ -132,12 +132,16 @@ def beam_search(
     num_beams: int = 20,
     top_k: int | None = None,
     normalize: Literal["full", "level"] = "full",
+    allowed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-`top_k` distinct items per prompt: (item indices [B, K], log-prob scores [B, K]), best first.
 
     Deterministic. Rows with fewer than K reachable items are padded with item -1 / score -inf.
     `normalize="level"`: each token's log-probability is taken over its level's SID tokens only
-    (models trained with `data.sid_softmax: level`).
+    (models trained with `data.sid_softmax: level`). `allowed` (bool [B, n_items], optional): a
+    catalogue filter per prompt. A trie node stays open only while an allowed item lies under it,
+    so no beam is ever spent on a prefix that leads to forbidden items only, and every returned
+    item is allowed; the scores are unchanged (the model's own log-probabilities).
     """
     trie = token_trie.trie
     device = input_ids.device
@@ -150,12 +154,16 @@ def beam_search(
     scores = torch.zeros(batch, 1, device=device)
     width = 1  # beams per prompt so far
     tokens = None
+    counts = None if allowed is None else trie.allowed_counts(allowed)
     for depth in range(trie.depth):
         if depth > 0:
             logits, state = stepper.step(tokens.reshape(-1), state)
         flat_nodes = nodes.reshape(-1)
         child, _, valid = trie.allowed_children(depth, flat_nodes)  # [B*width, C]
         tok, _ = token_trie.allowed_token_ids(depth, flat_nodes)
+        if counts is not None:  # close the children under which no allowed item lies
+            prompt = torch.arange(batch, device=device).repeat_interleave(width).unsqueeze(1)
+            valid = valid & trie.has_allowed(depth + 1, child, prompt, counts)
         n_children = child.shape[1]
         norm_ids = token_trie.token_ids[depth] if normalize == "level" else None
         cand = scores.reshape(-1, 1) + _logprobs_of(logits, tok, valid, norm_ids)  # [B*width, C]

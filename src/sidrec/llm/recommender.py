@@ -110,15 +110,19 @@ class SIDRecommender:
         return [str(i) for i in history]
 
     @torch.no_grad()
-    def recommend_indices(self, histories: Sequence[Sequence[str]], *, top_k: int = 10,
-                          num_beams: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    def recommend_indices(self, histories: Sequence[Sequence[str]], *, top_k: int = 10, num_beams: int = 20,
+                          allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(item indices [B, top_k], scores [B, top_k]) by constrained beam search; `allowed` (bool
+        [B, n_items]) restricts each history's answer to those items inside decoding."""
         was_training = self.model.training
         self.model.eval()
         try:
             ids, mask = self.inputs(histories)
             stepper, trie = self.decoding()
+            if allowed is not None:
+                allowed = allowed.to(ids.device)
             return beam_search(stepper, trie, ids, mask, num_beams=max(num_beams, top_k), top_k=top_k,
-                               normalize=self.normalize)
+                               normalize=self.normalize, allowed=allowed)
         finally:
             self.model.train(was_training)
 
@@ -129,13 +133,16 @@ class SIDRecommender:
         return out, scores.float().cpu().numpy()
 
     @torch.no_grad()
-    def exact_scores(self, histories: Sequence[Sequence[str]], *, node_chunk: int = 256) -> torch.Tensor:
+    def exact_scores(self, histories: Sequence[Sequence[str]], *, node_chunk: int = 256,
+                     allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(SID | history) of every item [B, n_items]; -inf where `allowed` (bool [B, n_items]) is False."""
         was_training = self.model.training
         self.model.eval()
         try:
             ids, mask = self.inputs(histories)
             stepper, trie = self.decoding()
-            return exact_item_scores(stepper, trie, ids, mask, node_chunk=node_chunk, normalize=self.normalize)
+            scores = exact_item_scores(stepper, trie, ids, mask, node_chunk=node_chunk, normalize=self.normalize)
+            return scores if allowed is None else scores.masked_fill(~allowed.to(scores.device), float("-inf"))
         finally:
             self.model.train(was_training)
 

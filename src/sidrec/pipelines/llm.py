@@ -253,51 +253,33 @@ def evaluate_llm_run(
 
 def parse_history(text: str, dataset: Dataset | None, known: set[str]) -> list[str]:
     """'id1,id2,...' (item ids) or titles separated by '|' or ',' (matched exactly, case-insensitive)."""
+    from sidrec.serving.catalogue import Catalogue, UnknownEntries
+
     parts = [p.strip() for p in (text.split("|") if "|" in text else text.split(",")) if p.strip()]
     if not parts:
         raise DataError("--history is empty: give item ids separated by commas (or titles separated by '|')")
-    out = []
-    titles: dict[str, str] = {}
-    if dataset is not None:
-        for iid, title in zip(dataset.items["item_id"].astype(str), dataset.items["title"].fillna("").astype(str), strict=True):
-            titles.setdefault(title.strip().lower(), iid)
-    for p in parts:
-        if p in known:
-            out.append(p)
-        elif p.lower() in titles:
-            out.append(titles[p.lower()])
-        else:
-            raise DataError(f"--history: '{p}' is neither an item id of this model nor an item title")
-    return out
+    ids = [str(i) for i in dataset.items["item_id"]] if dataset is not None else sorted(known)
+    titles = dataset.items["title"].fillna("").astype(str).tolist() if dataset is not None else None
+    catalogue = Catalogue(ids, titles)
+    try:
+        return [catalogue.item_ids[i] for i in catalogue.resolve(parts, "--history")]
+    except UnknownEntries as e:
+        raise DataError(f"--history: {', '.join(repr(x) for x in e.entries)} is neither an item id of this model "
+                        "nor an item title") from None
 
 
-def recommend(run: str | Path, history: list[str] | str, *, top_k: int = 10, num_beams: int = 20,
-              device: str = "auto") -> pd.DataFrame:
-    """Top-K items for one history: rank, item_id, title, score (log-probability of the SID)."""
-    import numpy as np
+def recommend(run: str | Path, history: list[str] | str, *, top_k: int = 10, num_beams: int | None = None,
+              device: str = "auto", **filters: Any) -> pd.DataFrame:
+    """Top-K items for one history: rank, item_id, sid, title, score (what `sidrec recommend --run` prints).
 
-    from sidrec.llm.recommender import SIDRecommender, resolve_model_dir
-    from sidrec.utils.device import resolve_device
+    `history`: item ids (a list, or 'id1,id2') or titles ('T1|T2'); `filters`: the request fields of
+    `POST /v1/recommend` (exclude_history, include_items, exclude_items, categories)."""
+    from sidrec.serving.local import recommend_local
 
-    run = Path(run)
-    rec = SIDRecommender.load(resolve_model_dir(run), device=resolve_device(device))
-    dataset = None
-    cfg_path = run / "config.yaml"
-    if cfg_path.is_file():
-        ds_path = read_config(cfg_path).get("dataset")
-        if ds_path and Path(ds_path).exists():
-            dataset = Dataset.load(ds_path, validate=False)
-    if isinstance(history, str):
-        history = parse_history(history, dataset, set(rec.item_ids))
-    rec.check_history(history, "--history")
-    items, scores = rec.recommend([history], top_k=top_k, num_beams=max(num_beams, top_k))
-    titles = {}
-    if dataset is not None:
-        titles = dict(zip(dataset.items["item_id"].astype(str), dataset.items["title"].fillna("").astype(str), strict=True))
-    return pd.DataFrame({
-        "rank": np.arange(1, len(items[0]) + 1),
-        "item_id": items[0],
-        "sid": [rec.sid_strings[i] for i in items[0]],
-        "title": [titles.get(i, "") for i in items[0]],
-        "score": scores[0][: len(items[0])],
-    })
+    items = history if isinstance(history, list) else \
+        [p.strip() for p in (history.split("|") if "|" in history else history.split(",")) if p.strip()]
+    body: dict[str, Any] = {"history": items, "k": top_k, **filters}
+    if num_beams is not None:
+        body["num_beams"] = max(num_beams, top_k)
+    out = recommend_local(run, body, device=device)
+    return pd.DataFrame(out["items"], columns=["rank", "item_id", "sid", "title", "score"])

@@ -12,7 +12,7 @@ Endpoints: `POST /v1/chat/completions` (messages, max_tokens; temperature and sa
 are accepted and ignored — decoding is greedy; `response_format: {"type": "json_object"}` turns
 on the local JSON mode of `LocalChatModel`) and `GET /v1/models`. The model name in a request is
 not checked: the server answers with the one model it holds. `app.state.requests` counts the
-chat requests served. Needs the `serve` extra: `pip install 'sidrec[serve]'` (fastapi, uvicorn).
+chat requests served (fastapi and uvicorn are sidrec dependencies).
 
 Limits (`ServerLimits`): the body size is checked from Content-Length before anything is read
 (413), a malformed Content-Length is refused (400) and a body that does not arrive in time is
@@ -24,8 +24,6 @@ a request waits at most `queue_timeout_s` for the model (503) and a generation s
 
 from __future__ import annotations
 
-import asyncio
-import json
 import threading
 import time
 import uuid
@@ -36,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sidrec.errors import ConfigError
 from sidrec.semantics.local_model import LocalChatModel, ModelBusy
+from sidrec.utils.asgi import BodyLimit
 
 DEFAULT_MAX_TOKENS = 512
 
@@ -100,62 +99,8 @@ def _fastapi() -> Any:
     try:
         import fastapi
     except ImportError:
-        raise ConfigError("the chat server needs fastapi and uvicorn: pip install 'sidrec[serve]'") from None
+        raise ConfigError("the chat server needs fastapi and uvicorn (sidrec dependencies): reinstall sidrec") from None
     return fastapi
-
-
-class BodyLimit:
-    """ASGI middleware: a malformed or too large Content-Length is refused before the body is read;
-    the body is read with a deadline per chunk and refused once it exceeds the limit."""
-
-    def __init__(self, app: Any, limits: ServerLimits) -> None:
-        self.app, self.limits = app, limits
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        lengths = [v for k, v in scope.get("headers", []) if k.lower() == b"content-length"]
-        if len(lengths) > 1 or (lengths and not lengths[0].strip().isdigit()):
-            await _reply(send, 400, "malformed Content-Length header")
-            return
-        if lengths and int(lengths[0]) > self.limits.max_body_bytes:
-            await _reply(send, 413, f"request body above {self.limits.max_body_bytes} bytes")
-            return
-        chunks, size, more = [], 0, scope["method"] in ("POST", "PUT", "PATCH")
-        while more:
-            try:
-                message = await asyncio.wait_for(receive(), timeout=self.limits.body_timeout_s)
-            except TimeoutError:
-                await _reply(send, 408, f"request body not received within {self.limits.body_timeout_s:g} s")
-                return
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limits.max_body_bytes:
-                await _reply(send, 413, f"request body above {self.limits.max_body_bytes} bytes")
-                return
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-async def _reply(send: Any, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(name_or_path: str = "smollm2-135m", *, device: str = "auto", model: LocalChatModel | None = None,
@@ -222,7 +167,7 @@ def serve(name_or_path: str = "smollm2-135m", host: str = "127.0.0.1", port: int
     try:
         import uvicorn
     except ImportError:
-        raise ConfigError("the chat server needs fastapi and uvicorn: pip install 'sidrec[serve]'") from None
+        raise ConfigError("the chat server needs fastapi and uvicorn (sidrec dependencies): reinstall sidrec") from None
     uvicorn.run(create_app(name_or_path, device=device, limits=limits), host=host, port=port, log_level=log_level,
                 timeout_keep_alive=5, timeout_graceful_shutdown=int(limits.generate_timeout_s) + 5,
                 h11_max_incomplete_event_size=64 * 1024)

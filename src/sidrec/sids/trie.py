@@ -459,6 +459,26 @@ class SIDTrie:
         s, e = int(start.item()), int(end.item())
         return self.order[s:e]
 
+    # ------------------------------------------------------------------ catalogue filters
+    def allowed_counts(self, allowed: torch.Tensor) -> torch.Tensor:
+        """Running counts of allowed items in sorted-rank order: `allowed [B, n_items]` (bool) →
+        LongTensor [B, n_items + 1] whose column r is the number of allowed items among ranks < r.
+
+        With it, `has_allowed` tells in O(1) per node whether any allowed item lies under it (the
+        items of a node are one contiguous run of ranks)."""
+        if allowed.ndim != 2 or allowed.shape[1] != self.n_items or allowed.dtype != torch.bool:
+            raise ValueError(f"allowed must be a bool tensor [B, n_items={self.n_items}], got "
+                             f"{allowed.dtype} {tuple(allowed.shape)}")
+        ranked = allowed.to(self.device).index_select(1, self.order).long()
+        return torch.nn.functional.pad(ranked.cumsum(1), (1, 0))
+
+    def has_allowed(self, depth: int, nodes: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """BoolTensor shaped like `nodes`: True where an allowed item of filter row `rows` (broadcast
+        against `nodes`) lies under the depth-`depth` node (`counts` from `allowed_counts`)."""
+        start, end = self.item_range(depth, nodes)
+        rows = self._long(rows).expand_as(start)
+        return counts[rows, end] > counts[rows, start]
+
     def leaf_items(self, nodes: torch.Tensor) -> torch.Tensor:
         """Item index of each depth-L node (-1 for invalid nodes)."""
         nodes = self._long(nodes)
