@@ -246,8 +246,10 @@ class SlowEngine:
 
     def __init__(self, inner, seconds: float) -> None:
         self.inner, self.seconds, self.item_ids = inner, seconds, inner.item_ids
+        self.running = threading.Event()  # set once a model call has started
 
     def run(self, queries):
+        self.running.set()
         time.sleep(self.seconds)
         return self.inner.run(queries)
 
@@ -354,13 +356,13 @@ def test_catalogue_resolves_ids_then_exact_titles():
 def test_shutdown_finishes_the_requests_in_flight(runs):
     import httpx
 
-    pop = load_served(runs["pop"], device="cpu")
-    with running_server(create_app(slow(pop, 1.0))) as (url, server):
+    served = slow(load_served(runs["pop"], device="cpu"), 1.0)
+    with running_server(create_app(served)) as (url, server):
         result = {}
         t = threading.Thread(target=lambda: result.setdefault("r", httpx.post(f"{url}/v1/recommend",
                                                                               json={"history": ["i1"]}, timeout=30)))
         t.start()
-        time.sleep(0.3)  # the request is now inside the model call
+        assert served.engine.running.wait(30)  # the request is now inside the model call
         server.should_exit = True  # what SIGTERM / Ctrl-C does
         t.join(timeout=30)
     assert result["r"].status_code == 200 and len(result["r"].json()["items"]) == 10
@@ -414,3 +416,11 @@ def test_client_and_cli_against_a_real_server_process(runs, tmp_path):
         RecommendClient(url, timeout_s=2).health()
     r = CliRunner().invoke(app, ["recommend", "--history", "i1"])
     assert r.exit_code != 0 and "exactly one of --run" in r.output
+
+
+def test_a_folder_without_a_model_is_one_line_naming_the_fix(tmp_path):
+    with pytest.raises(DataError, match="no such run folder; train one first"):
+        load_served(tmp_path / "nope")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(DataError, match="has no trained model .*--resume"):
+        load_served(tmp_path / "half")
