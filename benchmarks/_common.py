@@ -20,8 +20,10 @@ from sidrec.utils.io import write_json, write_yaml
 from sidrec.utils.runs import environment_info
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# both overridable from the environment (benchmarks/gpu_scale.sh: a GPU machine has no ../shared, and its
+# results, or a dry run's, go to a folder of their own rather than into benchmarks/results)
+RESULTS = Path(os.environ.get("SIDREC_BENCH_RESULTS") or ROOT / "benchmarks" / "results")
+SHARED_DATA = Path(os.environ.get("SIDREC_SHARED_DATA") or ROOT.parent / "shared" / "data")
 METRICS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10")
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs keep whole table rows
 
@@ -38,9 +40,27 @@ def mean_ci(values: list[float]) -> dict[str, float]:
             "min": min(values), "max": max(values)}
 
 
+def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
+    """`--set key.sub=value` pairs (values parsed as YAML, as the CLI's `--set`) → {"key.sub": value}."""
+    from sidrec.cli.common import parse_overrides
+
+    return parse_overrides(pairs)
+
+
+def override_suffix(overrides: dict[str, Any]) -> str:
+    """'' without overrides, else `-set<hash>`: runs with `--set` overrides get folders of their own."""
+    if not overrides:
+        return ""
+    import hashlib
+    import json
+
+    return "-set" + hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def write_result(name: str, *, summary: dict[str, Any], config: dict[str, Any], raw: Any, **extra: Any) -> Path:
     """benchmarks/results/NAME.json with a top-level summary, the machine, versions, config and raw figures."""
     path = RESULTS / f"{name}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(path, {"summary": summary, "environment": environment_info(), "config": config, "raw": raw, **extra})
     return path
 

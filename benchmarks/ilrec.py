@@ -20,6 +20,9 @@ Per dataset (Beauty with its given SIDs, industrial-partial with its given SIDs)
     python benchmarks/ilrec.py --sweep                           # + layer / α / β sensitivity
     python benchmarks/ilrec.py --scale gpu                       # 30 layers, whole test split (GPU)
     python benchmarks/ilrec.py --collect                         # only read finished runs
+    python benchmarks/ilrec.py --scale gpu --datasets industrial --seeds 0 --arms sft_continued ilrec \
+        --set stage1.epochs=1 stage2.max_steps=200                # a budget: `--set` overrides the scale's
+                                                                  # settings (recorded; runs in <scale>-set<hash>/)
 
 The preference-learning baselines sit in the same table: `dpo` and `sdpo` train from the same
 checkpoint for the same steps on the stage-1 model's beam-search hard negatives (one file per
@@ -50,9 +53,9 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, console, eval_run, mean_ci, paired_ci, seed_mean_per_example,
-                     train_run, write_result)
-from sidrec.utils.io import read_json
+from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, console, eval_run, mean_ci, override_suffix, paired_ci,
+                     parse_sets, seed_mean_per_example, train_run, write_result)
+from sidrec.utils.io import merge_config, read_json
 from sidrec.utils.runs import environment_info
 
 DATASETS = {
@@ -162,7 +165,7 @@ def stage2_config(sft_run: Path, arm: dict[str, Any], seed: int, sasrec: Path, s
     return cfg
 
 
-def false_negatives(work: Path, sasrec: Path, runs: dict[str, Path]) -> dict[str, Any]:
+def false_negatives(work: Path, sasrec: Path, runs: dict[str, Path], device: str = "cpu") -> dict[str, Any]:
     """The false-negative diagnostic (sidrec.pipelines.ilrec_diagnostics) of the stage-1 model and of the
     seed-0 ILRec model, with ILRec's default settings, on 500 training examples (cached)."""
     from sidrec.pipelines.ilrec_diagnostics import false_negative_report
@@ -172,7 +175,7 @@ def false_negatives(work: Path, sasrec: Path, runs: dict[str, Path]) -> dict[str
     for key, run in runs.items():
         cache = work / f"false_negatives.{key}.json"
         if not cache.is_file() and (run / "metrics.json").is_file():
-            write_json(cache, false_negative_report(run, sasrec, max_examples=500))
+            write_json(cache, false_negative_report(run, sasrec, max_examples=500, device=device))
         if cache.is_file():
             out[key] = read_json(cache)
     return out
@@ -239,18 +242,22 @@ def main() -> None:
     ap.add_argument("--collect", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="print the results file's tables as markdown (no runs needed)")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-ilrec")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="sets",
+                    help="override the scale's settings (dotted keys: stage1.epochs=1, stage2.max_steps=200, "
+                         "model.name_or_path=DIR, diagnostics_device=auto); recorded in the results file")
     args = ap.parse_args()
     if args.markdown:
         print_markdown(read_json(RESULTS / "ilrec.json"))
         return
-    scale = SCALES[args.scale]
+    overrides = parse_sets(args.sets)
+    scale = merge_config(SCALES[args.scale], overrides)
     # the results file as it stood before this invocation: carried-over arms, datasets and time ratios
     old_results = read_json(RESULTS / "ilrec.json") if (RESULTS / "ilrec.json").is_file() else None
     raw: dict[str, Any] = {}
     summary: dict[str, Any] = {"scale": args.scale}
     for name in args.datasets:
         t0 = time.perf_counter()
-        work = args.work / args.scale / name
+        work = args.work / (args.scale + override_suffix(overrides)) / name
         data, sasrec = prepare(name, work, scale)
         sft = work / "sft"
         if not args.collect:
@@ -341,7 +348,8 @@ def main() -> None:
             for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                 summary[f"{name}.sft.{m}"] = res["sft"]["test"][m]
         res["false_negatives"] = {**res.get("false_negatives", {}),
-                                  **false_negatives(work, sasrec, {"sft": sft, "ilrec": work / "ilrec" / "seed0"})}
+                                  **false_negatives(work, sasrec, {"sft": sft, "ilrec": work / "ilrec" / "seed0"},
+                                                    device=scale.get("diagnostics_device", "cpu"))}
         for key, fn in res["false_negatives"].items():
             if fn.get("fn_rate") is not None:
                 summary[f"{name}.false_negatives.{key}.fn_rate"] = fn["fn_rate"]
@@ -363,7 +371,7 @@ def main() -> None:
     keep_other_datasets(old_results, raw, summary)
     seeds = [len(e["runs"]) for r in raw.values() for a, e in r["arms"].items() if a.startswith("ilrec")]
     summary["seeds"] = min(seeds) if seeds else 0  # the fewest seeds of any dataset's ILRec arms
-    config = {"scale": args.scale, "scale_settings": scale, "arms": STAGE2_ARMS, "sweep": SWEEP,
+    config = {"scale": args.scale, "overrides": overrides, "scale_settings": scale, "arms": STAGE2_ARMS, "sweep": SWEEP,
               "workers": args.workers, "threads": args.threads}
     path = write_result("ilrec", summary=summary, config=config, raw=raw)
     console.print(f"wrote {path.relative_to(ROOT)}")

@@ -11,6 +11,13 @@ popularity on the same rows.
     python benchmarks/quality.py --datasets demo --seeds 0 1 2          # the demo (synthetic)
     python benchmarks/quality.py --datasets industrial --seeds 0        # industrial-partial
     python benchmarks/quality.py --collect                              # only read finished runs
+    python benchmarks/quality.py --scale gpu --datasets industrial --seeds 0 --models sft sasrec pop \
+        --set train.sft.training.epochs=4                               # a budget: recorded in the JSON
+
+`--set KEY=VALUE` overrides the pipeline config (dotted keys, YAML values, as `sidrec run --set`) and
+`--models` keeps only some of its models; either is recorded under `config.overrides` / `config.models`,
+and runs with overrides live (and are archived) in a folder of their own, `<ds>-<scale>-set<hash>`, so
+that a budget-limited run never mixes with the config's own seeds.
 
 Each finished seed's per-example ranks and metrics are archived under
 benchmarks/results/quality-runs/<ds>-<scale>/seed<N>/<model>/ (committed, a few hundred KB), so the
@@ -38,7 +45,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from _common import METRICS, RESULTS, ROOT, SHARED_DATA, console, paired_ci, write_result
+from _common import METRICS, RESULTS, ROOT, SHARED_DATA, console, paired_ci, parse_sets, write_result
 from sidrec.evaluation.metrics import metrics_from_ranks, per_example_metrics
 from sidrec.pipelines.run import load_pipeline_config, run_pipeline
 from sidrec.utils.io import read_json
@@ -65,6 +72,25 @@ def seed_overrides(cfg: Any, seed: int) -> dict[str, Any]:
     for name in cfg.train:
         out[f"train.{name}.training.seed"] = seed
     return out
+
+
+def select_models(cfg: Any, models: list[str]) -> Any:
+    """The pipeline config with only `models` among its baselines and train entries."""
+    if set(models) >= set(MODELS):
+        return cfg
+    return cfg.model_copy(update={"baselines": {k: v for k, v in cfg.baselines.items() if k in models},
+                                  "train": {k: v for k, v in cfg.train.items() if k in models}})
+
+
+def variant_suffix(overrides: dict[str, Any], models: list[str]) -> str:
+    """'' for the config as it is; else `-set<hash>` of the overrides and the model list (its own folders)."""
+    if not overrides and set(models) >= set(MODELS):
+        return ""
+    import hashlib
+    import json
+
+    key = json.dumps({"overrides": overrides, "models": sorted(models)}, sort_keys=True, default=str)
+    return "-set" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 ARCHIVE = RESULTS / "quality-runs"
@@ -163,7 +189,12 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-quality")
     ap.add_argument("--collect", action="store_true", help="only read finished runs")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="sets",
+                    help="override the pipeline config (e.g. a time budget: train.sft.training.epochs=4); recorded")
+    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
+                    help="train (and compare) only these of the config's models; recorded")
     args = ap.parse_args()
+    overrides = parse_sets(args.sets)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -176,14 +207,16 @@ def main() -> None:
     for ds in args.datasets:
         if ds != "demo" and not SHARED_DATA.exists():
             raise SystemExit(f"the shared datasets are not at {SHARED_DATA}")
-        base = load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}")
+        base = select_models(load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}", overrides), args.models)
         configs[ds] = base.model_dump(mode="json", by_alias=True)
-        work, archived = args.work / f"{ds}-{args.scale}", ARCHIVE / f"{ds}-{args.scale}"
+        name = f"{ds}-{args.scale}" + variant_suffix(overrides, args.models)
+        work, archived = args.work / name, ARCHIVE / name
         if not args.collect:
             for seed in args.seeds:
                 out = work / f"seed{seed}"
                 console.print(f"[bold]{ds} seed {seed}[/bold] → {out}")
-                run_pipeline(load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}", seed_overrides(base, seed)), out)
+                cfg = load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}", {**overrides, **seed_overrides(base, seed)})
+                run_pipeline(select_models(cfg, args.models), out)
                 archive(out, archived / f"seed{seed}")
         results[ds] = collect(seed_folders(work, archived))
     summary: dict[str, Any] = {}
@@ -228,7 +261,8 @@ def main() -> None:
         console.print(f"targets / s: old recipe {cost['old']['targets_per_second']:.1f}, new "
                       f"{cost['new']['targets_per_second']:.1f} ({summary['sft.targets_per_second_ratio']:.2f}×)")
     out = write_result("quality", summary=summary, config={"scale": args.scale, "pipelines": configs,
-                                                          "seeds": args.seeds}, raw=results,
+                                                          "seeds": args.seeds, "overrides": overrides,
+                                                          "models": args.models}, raw=results,
                        published=PUBLISHED, cost=cost)
     console.print(f"wrote {out.relative_to(ROOT)}")
 

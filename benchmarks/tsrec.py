@@ -13,6 +13,9 @@ rows are from their keyword means, how distinct the SID rows are before and afte
     python benchmarks/tsrec.py --seeds 0 1        # fewer seeds
     python benchmarks/tsrec.py --scale gpu        # the gpu scale (a GPU machine)
     python benchmarks/tsrec.py --collect          # only read finished runs
+    python benchmarks/tsrec.py --scale gpu --arms sft tfidf.sa_init --seeds 0 --set training.epochs=1
+                                                  # a budget: `--set` overrides the scale's settings
+                                                  # (recorded; runs in runs/bench-tsrec/<scale>-set<hash>/)
 
 Runs live in runs/bench-tsrec/<scale>/<arm>/seed<N> (each a normal sidrec run folder: config.yaml,
 history.jsonl, metrics.json, ranks_test.parquet; rerun one with `sidrec train sft --config
@@ -36,8 +39,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from _common import METRICS, RESULTS, ROOT, SHARED_DATA, mean_ci, paired_ci, seed_mean_per_example, train_run, write_result
-from sidrec.utils.io import read_json
+from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, mean_ci, override_suffix, paired_ci, parse_sets,
+                     seed_mean_per_example, train_run, write_result)
+from sidrec.utils.io import merge_config, read_json
 
 console = Console()
 RELEASED = SHARED_DATA / "amazon18-industrial" / "semantics" / "Industrial_and_Scientific.description_keywords.json"
@@ -226,10 +230,14 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-tsrec")
     ap.add_argument("--smoke", action="store_true", help="a few steps on a few rows, to check the pipeline")
     ap.add_argument("--markdown", action="store_true", help="print the results file's table as markdown (no runs needed)")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="sets",
+                    help="override the scale's settings (dotted keys: training.epochs=1, model.num_layers=4, "
+                         "eval.batch_size=128); recorded in the results file")
     args = ap.parse_args()
     if args.markdown:
         print_markdown(read_json(RESULTS / "tsrec.json")["raw"])
         return
+    overrides = parse_sets(args.sets)
     if args.smoke:
         SCALES["smoke"] = {**SCALES["cpu"], "training": {**SCALES["cpu"]["training"], "max_steps": 4, "eval_steps": 2,
                                                           "eval_samples": 8},
@@ -238,7 +246,10 @@ def main() -> None:
 
     teachers = {ARMS[a][0] for a in args.arms} - {None}
     data, semantics, sem_info = prepare(args.work, teachers)
-    runs = {arm: [args.work / args.scale / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
+    if overrides:
+        SCALES[args.scale] = merge_config(SCALES[args.scale], overrides)
+    folder = args.scale + override_suffix(overrides)
+    runs = {arm: [args.work / folder / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
     if not args.collect:
         jobs = [(run, run_config(arm, seed, args.scale, data, semantics))
                 for seed_idx, seed in enumerate(args.seeds) for arm in args.arms
@@ -302,7 +313,8 @@ def main() -> None:
         from sidrec.reporting.report import write_report
 
         write_report(seed0, RESULTS / "tsrec-report")
-    config = {"scale": args.scale, "seeds": args.seeds, "arms": {a: ARMS[a] for a in args.arms},
+    config = {"scale": args.scale, "overrides": overrides, "scale_settings": SCALES[args.scale], "seeds": args.seeds,
+              "arms": {a: ARMS[a] for a in args.arms},
               "run_config_example": run_config("released.tsrec", args.seeds[0], args.scale, data, semantics),
               "workers": args.workers, "threads_per_run": args.threads}
     path = write_result("tsrec", summary=summary, config=config, raw=raw, semantics=sem_info,

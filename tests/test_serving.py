@@ -283,6 +283,17 @@ def test_timeouts_and_a_full_queue_are_refused_not_hung(runs):
     codes = asyncio.run(flood())
     assert codes.count(200) >= 2 and codes.count(503) >= 1 and set(codes) <= {200, 503}
 
+    class Broken(SlowEngine):
+        def run(self, queries):
+            raise RuntimeError("out of memory on the device")
+
+    broken = slow(pop, 0)
+    broken.engine = Broken(pop.engine, 0)
+    with TestClient(create_app(broken)) as c:
+        r = c.post("/v1/recommend", json={"history": ["i1"]})
+        assert r.status_code == 500 and "out of memory on the device" in r.json()["detail"]
+        assert c.get("/health").status_code == 200  # the server lives on
+
 
 def test_concurrent_requests_are_batched_and_answered_as_alone(runs, sft):
     import httpx

@@ -172,6 +172,29 @@ def train_sdpo_cmd(from_run: FromRequiredOpt, negatives: NegativesOpt = None, be
     _train_preference("sdpo", from_run, negatives, beta, out, config, set_, seed, device, epochs, resume, overwrite)
 
 
+@train_app.command("grpo")
+@friendly_errors
+def train_grpo_cmd(
+    from_run: FromRequiredOpt,
+    cf_run: Annotated[Optional[Path], typer.Option("--cf-run", help="Trained SASRec run for the cf reward "
+                                                   "(grpo.rewards.cf).")] = None,
+    generations: Annotated[Optional[int], typer.Option("--generations", "-g", min=2, help="Rollouts per prompt "
+                                                       "(grpo.num_generations, default 16).")] = None,
+    out: OutOpt = Path("runs/grpo"),
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    epochs: EpochsOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """GRPO over trie-constrained rollouts (rule / ranking / prefix / cf / semantic rewards), from a finished run."""
+    _train_llm(config, out, None, None, None, "grpo", from_run,
+               {"grpo.cf_run": cf_run, "grpo.num_generations": generations}, set_, seed, device, epochs, resume,
+               overwrite)
+
+
 def _train_preference(method: str, from_run: Path, negatives: Optional[Path], beta: Optional[float], out: Path,
                       config: Optional[Path], set_: Optional[list[str]], seed: Optional[int], device: Optional[str],
                       epochs: Optional[int], resume: bool, overwrite: bool) -> None:

@@ -3,6 +3,8 @@
     stepper = CausalLMStepper(model)            # or sidrec.methods.tiger.model.Seq2SeqStepper(t5) for TIGER
     items, scores = beam_search(stepper, token_trie, input_ids, attention_mask, num_beams=20, top_k=10)
     scores_all = exact_item_scores(stepper, token_trie, input_ids, attention_mask)   # [B, n_items]
+    sampled, sampled_scores = stochastic_beam_search(stepper, token_trie, input_ids, attention_mask,
+                                                     num_samples=16, generator=torch.Generator().manual_seed(0))
 
 Both score a SID by the sum of its tokens' log-probabilities under the model's full-vocabulary
 softmax (what `generate(prefix_allowed_tokens_fn=...)` ranks by), so beam search is an
@@ -15,6 +17,11 @@ trie as padded id lists (a gather of the allowed logits, no full-vocabulary mask
 [B, beams × children]; the cache rows are reordered with one index_select. There is no Python
 loop over prompts or beams, no sampling and no inherited generation config: nothing here reads
 `model.generation_config`. Every returned item is a real item, by construction (invalid = 0).
+
+Stochastic beam search (`stochastic_beam_search`, GRPO's exploratory rollouts): the same walk with
+each candidate ranked by a Gumbel-perturbed log-probability conditioned on its parent's (Gumbel
+top-k over the trie), which draws K distinct items without replacement from the trie-constrained
+model; its randomness comes from a caller's generator only.
 
 Exact ranking: the prompt's KV cache is computed once and shared; the trie is walked depth-first
 in chunks of nodes, each node's cache being its parent's extended by one token (one single-token
@@ -263,3 +270,93 @@ def _clone_state(state: Any) -> Any:
     if isinstance(state, tuple):
         return tuple(_fork_cache(x) if hasattr(x, "reorder_cache") else x for x in state)
     return _fork_cache(state)
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 − exp(x)) for x ≤ 0, accurate near 0 (−inf at x = 0)."""
+    return torch.where(x > -0.6931, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def _conditioned_gumbels(parent: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Children's Gumbels `g` [R, C] (−inf: closed) shifted so that each row's maximum equals its
+    parent's perturbed value `parent` [R, 1] (Kool et al., 2019, the numerically stable form)."""
+    z = g.max(dim=1, keepdim=True).values
+    v = parent - g + _log1mexp(g - z)
+    out = parent - v.clamp(min=0) - torch.log1p(torch.exp(-v.abs()))
+    return out.masked_fill(~torch.isfinite(g), NEG_INF)
+
+
+@torch.no_grad()
+def stochastic_beam_search(
+    stepper: Stepper,
+    token_trie: TokenTrie,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    num_samples: int,
+    generator: torch.Generator,
+    temperature: float = 1.0,
+    normalize: Literal["full", "level"] = "full",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`num_samples` distinct items per prompt sampled without replacement (Gumbel top-k over the trie,
+    i.e. stochastic beam search, Kool et al. 2019): (item indices [B, K], log-prob scores [B, K]).
+
+    The sampling distribution is the model's, with logits divided by `temperature` and each level's
+    probabilities renormalised over the valid children of the prefix (what constrained sampling
+    draws from). Every returned item is a real item; rows are sorted by score, best first, and the
+    scores are those `beam_search` gives (untempered, `normalize` as there), so a caller can rank the
+    samples by the policy. All randomness comes from `generator` (seed it for a reproducible draw).
+    Rows with fewer than K reachable items are padded with item -1 / score -inf.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    trie = token_trie.trie
+    device = input_ids.device
+    batch = input_ids.shape[0]
+    logits, state = stepper.prefill(input_ids, attention_mask)
+    nodes = torch.zeros(batch, dtype=torch.long, device=device)
+    scores = torch.zeros(batch, 1, device=device)  # the model's log-probabilities (what beam_search reports)
+    phi = torch.zeros(batch, 1, device=device)  # log-probabilities of the sampling distribution
+    keys = torch.zeros(batch, 1, device=device)  # perturbed phi (the root's Gumbel is conditioned to 0)
+    width = 1
+    tokens = None
+    for depth in range(trie.depth):
+        if depth > 0:
+            logits, state = stepper.step(tokens.reshape(-1), state)
+        flat_nodes = nodes.reshape(-1)
+        child, _, valid = trie.allowed_children(depth, flat_nodes)
+        tok, _ = token_trie.allowed_token_ids(depth, flat_nodes)
+        n_children = child.shape[1]
+        norm_ids = token_trie.token_ids[depth] if normalize == "level" else None
+        lp = _logprobs_of(logits, tok, valid, norm_ids)  # [B*width, C]
+        picked = logits.float().gather(1, tok) / temperature
+        sample_lp = torch.log_softmax(picked.masked_fill(~valid, NEG_INF), dim=1).masked_fill(~valid, NEG_INF)
+        child_phi = phi.reshape(-1, 1) + sample_lp
+        u = torch.rand(child_phi.shape, generator=generator, device=generator.device).to(device)
+        gumbel = child_phi - torch.log(-torch.log(u.clamp(min=1e-20, max=1 - 1e-7)))
+        child_keys = _conditioned_gumbels(keys.reshape(-1, 1), gumbel.masked_fill(~valid, NEG_INF))
+        cand_keys = child_keys.view(batch, width * n_children)
+        k = min(num_samples, width * n_children)
+        keys, pos = cand_keys.topk(k, dim=1)
+        src_beam = torch.div(pos, n_children, rounding_mode="floor")
+        flat_pos = (torch.arange(batch, device=device).unsqueeze(1) * width + src_beam) * n_children + pos % n_children
+        scores = (scores.reshape(-1, 1) + lp).reshape(-1)[flat_pos]
+        phi = child_phi.reshape(-1)[flat_pos]
+        alive = torch.isfinite(keys)
+        nodes = torch.where(alive, child.reshape(-1)[flat_pos], torch.full_like(flat_pos, -1))
+        tokens = tok.reshape(-1)[flat_pos]
+        if depth + 1 < trie.depth:
+            rows = (torch.arange(batch, device=device).unsqueeze(1) * width + src_beam).reshape(-1)
+            state = stepper.select(state, rows)
+        width = k
+    alive = torch.isfinite(keys)
+    items = trie.leaf_items(nodes.reshape(-1)).view(batch, width)
+    scores = scores.masked_fill(~alive, NEG_INF)
+    items = torch.where(alive, items, torch.full_like(items, -1))
+    scores, order = scores.sort(dim=1, descending=True, stable=True)
+    items = items.gather(1, order)
+    if width < num_samples:
+        pad = num_samples - width
+        items = torch.cat([items, items.new_full((batch, pad), -1)], dim=1)
+        scores = torch.cat([scores, scores.new_full((batch, pad), NEG_INF)], dim=1)
+    return items, scores

@@ -15,13 +15,14 @@ from typing import Any
 from sidrec.errors import ConfigError, validated
 from sidrec.llm.config import SFTConfig
 from sidrec.llm.trainer import SFTTrainer
-from sidrec.methods import ilrec, preference, tiger, tsrec
+from sidrec.methods import grpo, ilrec, preference, tiger, tsrec
 from sidrec.methods.method import Method
 
 SFT = Method(name="sft", summary="supervised fine-tuning on the SFT task mixture (the core recipe)",
              config=SFTConfig, trainer=SFTTrainer)
 
-METHODS: dict[str, Method] = {m.name: m for m in (SFT, tiger.METHOD, tsrec.METHOD, ilrec.METHOD, *preference.METHODS)}
+METHODS: dict[str, Method] = {m.name: m for m in (SFT, tiger.METHOD, tsrec.METHOD, ilrec.METHOD, *preference.METHODS,
+                                                grpo.METHOD)}
 
 
 def get_method(name: str) -> Method:

@@ -39,6 +39,7 @@ from sidrec.serving.schemas import (
 from sidrec.utils.asgi import BodyLimit
 
 access_log = logging.getLogger("sidrec.serve.access")
+error_log = logging.getLogger("sidrec.serve")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -104,6 +105,9 @@ def create_app(served: Served, config: ServeConfig = ServeConfig()) -> Any:  # n
             raise fastapi.HTTPException(503, str(e), headers={"Retry-After": "1"}) from None
         except BatcherClosed as e:
             raise fastapi.HTTPException(503, str(e)) from None
+        except Exception as e:  # noqa: BLE001 - a model failure is this request's 500, logged once
+            error_log.exception("the model call failed")
+            raise fastapi.HTTPException(500, f"the model call failed: {type(e).__name__}: {e}") from None
 
     @app.post("/v1/recommend", response_model=RecommendResponse)
     async def recommend(req: RecommendRequest) -> RecommendResponse:
