@@ -301,7 +301,7 @@ def resolve_model_dir(run_or_model: str | Path) -> Path:
         return p / "model"
     kind = _classic_kind(p)
     if kind is not None:
-        raise DataError(f"{p} is a {kind} run, not a generative one: give a run of sft, tsrec, ilrec, dpo, sdpo or "
+        raise DataError(f"{p} is a {kind} run, not a generative one: give a run of sft, tsrec, ilrec, dpo, sdpo, grpo or "
                         f"tiger (a {kind} run is evaluated with `sidrec eval --run {p}`)")
     if not p.exists():
         raise DataError(f"{p}: no such run folder")

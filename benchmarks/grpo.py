@@ -1,0 +1,290 @@
+"""GRPO quality on industrial-partial: stage 2 from the SFT recipe's run against continued SFT, per reward.
+
+1. Stage 1 through `sidrec run` (cached): the packaged `industrial-partial-cpu` pipeline (or `-gpu`) —
+   its data import, given SIDs, SASRec (the cf reward's model), the tfidf token semantics and its `sft`
+   entry (the recipe: item streams, level softmax, tfidf SA-Init, SID-row lr) — plus a `tsrec` entry (the
+   recipe with TS-Rec's SA-Init and TS-Align on the tfidf semantics).
+2. Stage 2 from the `sft` run, the same number of optimizer steps of the same number of train windows
+   (prompts) per step, with the stage-2 schedule, per seed:
+   - `sft_continued`: plain CE on the seqrec windows (the fair control; as item streams, the recipe's form);
+   - `grpo`: the rule, ranking and prefix rewards together (weights 1, 1, 1);
+   - `grpo_<reward>`: each reward alone (rule, ranking, prefix, cf, semantic);
+   - `tsrec_grpo`: `grpo`'s settings from the `tsrec` run instead.
+3. Test HR/NDCG@10 on a fixed sample of the test split (beam 20); paired bootstrap over test examples
+   against the control (per-example metrics averaged over seeds first).
+4. Cost and diagnostics from the runs' logs: seconds per optimizer step against the control's (training
+   time without evaluation), the share of zero-variance groups, reward and KL curves.
+
+    python benchmarks/grpo.py                       # cpu scale, 3 seeds (hours on 2 cores)
+    python benchmarks/grpo.py --arms sft_continued grpo --seeds 0
+    python benchmarks/grpo.py --scale gpu           # the whole model and test split (a GPU)
+    python benchmarks/grpo.py --collect             # only read finished runs
+    python benchmarks/grpo.py --quick               # a tiny synthetic setup end to end (minutes on 2 cores);
+                                                    # writes runs/bench-grpo/quick/result.json only
+
+Runs live in runs/bench-grpo/<scale>/… (stage 1 under stage1/, stage 2 under <arm>/seed<N>), each a
+normal run folder. Writes benchmarks/results/grpo.json (not with --quick) with summary keys
+`industrial.<arm>.ndcg@10`, `.hr@10`, `.ndcg@10_vs_control` (+ `_lo` / `_hi`: the 95% CI) for `grpo`
+and each `grpo_<reward>`, `industrial.tsrec_grpo.ndcg@10` / `.hr@10`, `industrial.sft.ndcg@10` (stage 1),
+`grpo.step_time_ratio_vs_sft` (median seconds per step of `grpo` over the control's) and
+`grpo.zero_variance_group_share` (`grpo`'s mean over its logged steps), and `seeds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import (
+    ROOT,
+    SHARED_DATA,
+    console,
+    mean_ci,
+    paired_ci,
+    rel,
+    seed_mean_per_example,
+    train_run,
+    write_result,
+)
+from rich.table import Table
+
+from sidrec.utils.io import read_json, write_json
+
+THREE = {"rule": 1.0, "ranking": 1.0, "prefix": 1.0}
+ARMS: dict[str, dict[str, Any]] = {
+    "sft_continued": {"method": "sft", "data": {"tasks": {"seqrec": 1.0}}},
+    "grpo": {"method": "grpo", "grpo": {"rewards": THREE}},
+    "grpo_rule": {"method": "grpo", "grpo": {"rewards": {"rule": 1.0}}},
+    "grpo_ranking": {"method": "grpo", "grpo": {"rewards": {"ranking": 1.0}}},
+    "grpo_prefix": {"method": "grpo", "grpo": {"rewards": {"prefix": 1.0}}},
+    "grpo_cf": {"method": "grpo", "grpo": {"rewards": {"cf": 1.0}}},
+    "grpo_semantic": {"method": "grpo", "grpo": {"rewards": {"semantic": 1.0}}},
+    "tsrec_grpo": {"method": "grpo", "grpo": {"rewards": THREE}, "from": "tsrec"},
+}
+SCALES: dict[str, dict[str, Any]] = {
+    # 2 cores: the packaged CPU pipeline (SmolLM2-135M cut to 4 layers), 150 stage-2 steps of 8 windows × 16 rollouts
+    "cpu": {"pipeline": "industrial-partial-cpu",
+            "stage2": {"epochs": 1, "max_steps": 150, "batch_size": 8, "warmup_ratio": 0.05, "eval_steps": 50,
+                       "eval_samples": 150, "patience": 100, "log_steps": 5, "device": "cpu"},
+            "grpo": {"num_generations": 16},
+            "eval": {"num_beams": 20, "batch_size": 32, "max_examples": 600, "splits": ["test"]}},
+    "gpu": {"pipeline": "industrial-partial-gpu",
+            "stage2": {"epochs": 1, "batch_size": 16, "warmup_ratio": 0.05, "eval_steps": 200, "eval_samples": 500,
+                       "patience": 100, "log_steps": 5},
+            "grpo": {"num_generations": 16},
+            "eval": {"num_beams": 20, "batch_size": 64, "splits": ["test"]}},
+    # a tiny random LM on the synthetic dataset: every code path, in about a minute, no real data
+    "quick": {"pipeline": None,
+              "stage2": {"epochs": 1, "max_steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0.0, "eval_steps": 6,
+                         "eval_samples": 20, "patience": 100, "log_steps": 1, "device": "cpu"},
+              "grpo": {"num_generations": 8},
+              "eval": {"num_beams": 10, "batch_size": 32, "max_examples": 60, "splits": ["test"]}},
+}
+
+
+# ----------------------------------------------------------------------------- stage 1
+def stage1_pipeline(scale: str, work: Path) -> dict[str, Any]:
+    """The pipeline config of stage 1: the packaged one's data, SIDs, SASRec and `sft` entry, + tfidf
+    semantics and a `tsrec` entry (or, for --quick, the same shape on a tiny synthetic setup)."""
+    from sidrec.pipelines.run import load_pipeline_config
+
+    out = work / "stage1"
+    if scale == "quick":
+        from sidrec.llm.tiny import make_tiny_lm
+
+        lm = work / "lm"
+        if not (lm / "config.json").is_file():
+            make_tiny_lm(lm, hidden=32, layers=2)
+        sft = {"model": {"name_or_path": str(lm)}, "data": {"tasks": {"seqrec": 1.0}, "compact": True},
+               "training": {"epochs": 3, "batch_size": 16, "lr": 3e-3, "eval_samples": 20, "device": "cpu"},
+               "eval": SCALES["quick"]["eval"]}
+        cfg: dict[str, Any] = {
+            "name": "grpo-quick", "out": str(out),
+            "data": {"synthetic": {"n_items": 60, "n_users": 120, "seed": 0, "max_history": 6}},
+            "sids": {"method": "rqkmeans", "levels": 2, "codebook": 8},
+            "baselines": {"sasrec": {"epochs": 3, "device": "cpu"}}, "train": {"sft": sft}}
+    else:
+        cfg = load_pipeline_config(SCALES[scale]["pipeline"]).model_dump(mode="json", by_alias=True)
+        cfg["out"] = str(out)
+        cfg["data"]["import"]["path"] = str(SHARED_DATA / "amazon18-industrial")
+        cfg["baselines"] = {"sasrec": cfg["baselines"].get("sasrec", {})}
+        cfg["train"] = {"sft": cfg["train"]["sft"]}
+    cfg["semantics"] = {"teacher": "tfidf"}
+    tsrec = copy.deepcopy(cfg["train"]["sft"])
+    tsrec["method"] = "tsrec"
+    tsrec["model"] = {k: v for k, v in tsrec["model"].items() if k != "sid_init"}  # SA-Init sets the SID rows
+    tsrec["tsrec"] = {"sa_init": {"enabled": True}, "align": {"enabled": True}}
+    cfg["train"]["tsrec"] = tsrec
+    return cfg
+
+
+def run_stage1(scale: str, work: Path) -> Path:
+    """Train (or reuse) stage 1; returns the pipeline's output folder."""
+    from sidrec.pipelines.run import PipelineConfig, run_pipeline
+
+    cfg = PipelineConfig.model_validate(stage1_pipeline(scale, work))
+    run_pipeline(cfg)
+    return Path(cfg.out)
+
+
+# ----------------------------------------------------------------------------- stage 2
+def stage2_config(stage1: Path, arm: str, seed: int, scale: dict[str, Any]) -> dict[str, Any]:
+    from sidrec.pipelines.llm import continue_from
+
+    spec = copy.deepcopy(ARMS[arm])
+    cfg = continue_from(stage1 / spec.get("from", "sft"), spec["method"])
+    if "data" in spec:
+        cfg["data"] = {**cfg["data"], **spec["data"]}  # the control's tasks replace the recipe's mixture
+    cfg["training"] = {**cfg["training"], **scale["stage2"], "seed": seed}
+    cfg["eval"] = dict(scale["eval"])
+    if spec["method"] == "grpo":
+        cfg["grpo"] = {**cfg.get("grpo", {}), **scale["grpo"], **spec["grpo"]}
+        if "cf" in spec["grpo"]["rewards"]:
+            cfg["grpo"]["cf_run"] = str(stage1 / "sasrec")
+    return cfg
+
+
+def train_arm(run: Path, cfg: dict[str, Any], quick: bool, threads: int) -> None:
+    """--quick: in this process (no start-up per run); otherwise a resumable child process."""
+    if (run / "metrics.json").is_file():
+        return
+    if quick:
+        from sidrec.pipelines.llm import train_sft
+
+        t0 = time.perf_counter()
+        train_sft(cfg, run, overwrite=True)
+        console.print(f"{rel(run)}: ok in {time.perf_counter() - t0:.0f} s")
+    else:
+        train_run(run, cfg, threads=threads)
+
+
+def history(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines() if x.strip()]
+
+
+def seconds_per_step(run: Path) -> float:
+    """Training time without evaluation, per optimizer step."""
+    train = read_json(run / "metrics.json")["train"]
+    return (train["time_s"] - train.get("eval_time_s", 0.0)) / max(1, train["steps"])
+
+
+def diagnostics(run: Path) -> dict[str, Any]:
+    rows = [r for r in history(run) if "valid" not in r]
+    out: dict[str, Any] = {"seconds_per_step": seconds_per_step(run)}
+    for key in ("loss", "reward_mean", "reward_std", "zero_variance_share", "groups_in_loss", "kl", "clip_fraction",
+                "target_in_rollouts", "target_rank", "rollout_s", "update_s"):
+        vals = [r[key] for r in rows if key in r]
+        if vals:
+            out[key] = {"first": vals[0], "last": vals[-1], "mean": float(np.mean(vals))}
+    return out
+
+
+# ----------------------------------------------------------------------------- collection
+def collect(stage1: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(summary, raw) from the finished runs."""
+    summary: dict[str, Any] = {}
+    raw: dict[str, Any] = {"sft": read_json(stage1 / "sft" / "metrics.json")["test"], "arms": {}}
+    summary["industrial.sft.ndcg@10"] = raw["sft"]["ndcg@10"]
+    per_example: dict[str, Any] = {}
+    for arm, rs in runs.items():
+        done = [r for r in rs if (r / "metrics.json").is_file()]
+        if not done:
+            continue
+        metrics = [read_json(r / "metrics.json")["test"] for r in done]
+        entry: dict[str, Any] = {"runs": [rel(r) for r in done],
+                                 "test": {m: [x[m] for x in metrics] for m in ("hr@10", "ndcg@10")},
+                                 "diagnostics": [diagnostics(r) for r in done]}
+        entry["over_seeds"] = {m: mean_ci(v) for m, v in entry["test"].items()}
+        _, per_example[arm] = seed_mean_per_example(done)
+        raw["arms"][arm] = entry
+        for m in ("ndcg@10", "hr@10"):
+            summary[f"industrial.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
+    control = per_example.get("sft_continued")
+    for arm, entry in raw["arms"].items():
+        if control is None or arm in ("sft_continued", "tsrec_grpo") or arm not in per_example:
+            continue
+        entry["paired_vs_control"] = paired_ci(control, per_example[arm])
+        pv = entry["paired_vs_control"]["ndcg@10"]
+        summary[f"industrial.{arm}.ndcg@10_vs_control"] = pv["diff"]
+        summary[f"industrial.{arm}.ndcg@10_vs_control_lo"] = pv["ci95"][0]
+        summary[f"industrial.{arm}.ndcg@10_vs_control_hi"] = pv["ci95"][1]
+    grpo, ctrl = raw["arms"].get("grpo"), raw["arms"].get("sft_continued")
+    if grpo and ctrl:
+        summary["grpo.step_time_ratio_vs_sft"] = float(
+            np.median([d["seconds_per_step"] for d in grpo["diagnostics"]]) /
+            np.median([d["seconds_per_step"] for d in ctrl["diagnostics"]]))
+    if grpo:
+        shares = [d["zero_variance_share"]["mean"] for d in grpo["diagnostics"] if "zero_variance_share" in d]
+        if shares:
+            summary["grpo.zero_variance_group_share"] = float(np.mean(shares))
+    seeds = [len(e["runs"]) for a, e in raw["arms"].items() if a.startswith("grpo")]
+    summary["seeds"] = min(seeds) if seeds else 0
+    return summary, raw
+
+
+def _mean_of(diagnostics: list[dict[str, Any]], key: str) -> str:
+    vals = [x[key]["mean"] for x in diagnostics if key in x]
+    return f"{np.mean(vals):.2f}" if vals else "—"
+
+
+def print_table(raw: dict[str, Any]) -> None:
+    t = Table(title="GRPO · industrial (mean over seeds; Δ vs sft_continued, paired bootstrap 95% CI)")
+    for c in ("arm", "seeds", "HR@10", "NDCG@10", "Δ NDCG@10 [95% CI]", "s/step", "zero-var groups", "target in G"):
+        t.add_column(c, justify="left" if c == "arm" else "right")
+    t.add_row("sft (stage 1)", "1", f"{raw['sft']['hr@10']:.4f}", f"{raw['sft']['ndcg@10']:.4f}", "—", "—", "—", "—")
+    for arm, e in raw["arms"].items():
+        pv = e.get("paired_vs_control", {}).get("ndcg@10")
+        d = e["diagnostics"]
+        t.add_row(arm, str(len(e["runs"])), f"{e['over_seeds']['hr@10']['mean']:.4f}",
+                  f"{e['over_seeds']['ndcg@10']['mean']:.4f}",
+                  f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}]" if pv else "—",
+                  f"{np.median([x['seconds_per_step'] for x in d]):.2f}", _mean_of(d, "zero_variance_share"),
+                  _mean_of(d, "target_in_rollouts"))
+    console.print(t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", choices=["cpu", "gpu"], default="cpu")
+    ap.add_argument("--quick", action="store_true", help="a tiny synthetic setup end to end (a smoke run)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--collect", action="store_true", help="only read finished runs")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-grpo")
+    ap.add_argument("--result", type=Path, default=None,
+                    help="where to write the results (default: benchmarks/results/grpo.json; --quick: WORK/quick/result.json)")
+    args = ap.parse_args()
+    scale_name = "quick" if args.quick else args.scale
+    scale = SCALES[scale_name]
+    work = args.work / scale_name
+    t0 = time.perf_counter()
+    stage1 = work / "stage1" if args.collect else run_stage1(scale_name, work)
+    runs = {arm: [work / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
+    if not args.collect:
+        for arm, rs in runs.items():
+            for seed, run in zip(args.seeds, rs, strict=True):
+                train_arm(run, stage2_config(stage1, arm, seed, scale), args.quick, args.threads)
+    summary, raw = collect(stage1, runs)
+    print_table(raw)
+    config = {"scale": scale_name, "scale_settings": scale, "arms": ARMS, "seeds": args.seeds,
+              "stage1": stage1_pipeline(scale_name, work) if not args.collect else None}
+    raw["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    if args.quick or args.result is not None:
+        from sidrec.utils.runs import environment_info
+
+        path = args.result or work / "result.json"
+        write_json(path, {"summary": summary, "environment": environment_info(), "config": config, "raw": raw})
+    else:
+        path = write_result("grpo", summary=summary, config=config, raw=raw)
+    console.print(json.dumps(summary, indent=1))
+    console.print(f"wrote {rel(path)}")
+
+
+if __name__ == "__main__":
+    main()
