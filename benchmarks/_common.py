@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +39,12 @@ def mean_ci(values: list[float]) -> dict[str, float]:
     half = _T95.get(n - 1, 1.96) * statistics.stdev(values) / math.sqrt(n) if n > 1 else float("nan")
     return {"mean": mean, "median": statistics.median(values), "ci95_half": half, "n": n,
             "min": min(values), "max": max(values)}
+
+
+def rel(path: Path) -> str:
+    """A path as shown and recorded: relative to the repo when inside it (runs elsewhere: as it is)."""
+    path = Path(path)
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
@@ -77,11 +84,19 @@ def train_run(run: Path, cfg: dict[str, Any], threads: int) -> None:
            "--out", str(run)]
     resume = (run / "checkpoint" / "progress.json").is_file()
     cmd.append("--resume" if resume else "--overwrite")
-    with open(run / "stdout.txt", "a") as log:
+    # the child's output is logged beside the run folder while it trains (`--overwrite` refuses a folder
+    # holding a file it does not know), then moved in as RUN/stdout.txt
+    outside = run.with_name(run.name + ".stdout.txt")
+    if (run / "stdout.txt").is_file():  # an earlier attempt's log: continue it
+        with open(outside, "a") as log, open(run / "stdout.txt") as old:
+            log.write(old.read())
+        (run / "stdout.txt").unlink()
+    with open(outside, "a") as log:
         t0 = time.perf_counter()
         rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    shutil.move(outside, run / "stdout.txt")
     status = "ok" if rc == 0 else f"FAILED rc={rc} (see {run / 'stdout.txt'})"
-    console.print(f"{run.relative_to(ROOT)}: {status} in {time.perf_counter() - t0:.0f} s")
+    console.print(f"{rel(run)}: {status} in {time.perf_counter() - t0:.0f} s")
 
 
 def eval_run(run: Path, split: str, threads: int) -> None:
@@ -93,7 +108,7 @@ def eval_run(run: Path, split: str, threads: int) -> None:
     cmd = [sys.executable, "-m", "sidrec.cli.main", "eval", "--run-dir", str(run), "--split", split, "--device", "cpu"]
     with open(run / "stdout.txt", "a") as log:
         rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    console.print(f"{run.relative_to(ROOT)}: {split} evaluation {'ok' if rc == 0 else f'FAILED rc={rc}'}")
+    console.print(f"{rel(run)}: {split} evaluation {'ok' if rc == 0 else f'FAILED rc={rc}'}")
 
 
 def seed_mean_per_example(runs: list[Path], split: str = "test") -> tuple[pd.DataFrame, dict[str, np.ndarray]]:

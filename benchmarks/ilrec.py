@@ -54,7 +54,7 @@ import numpy as np
 from rich.table import Table
 
 from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, console, eval_run, mean_ci, override_suffix, paired_ci,
-                     parse_sets, seed_mean_per_example, train_run, write_result)
+                     parse_sets, rel, seed_mean_per_example, train_run, write_result)
 from sidrec.utils.io import merge_config, read_json
 from sidrec.utils.runs import environment_info
 
@@ -146,7 +146,7 @@ def negatives_file(work: Path, sft: Path, scale: dict[str, Any]) -> Path:
         meta = sample_run_negatives(path, run=sft, strategy="beam", per_example=NEGATIVES_PER_EXAMPLE,
                                     max_examples=n, seed=0, num_beams=NEGATIVES_PER_EXAMPLE + 10,
                                     device=t.get("device", "auto"))
-        console.print(f"{path.relative_to(ROOT)}: {meta['examples']} examples in {time.perf_counter() - t0:.0f} s")
+        console.print(f"{rel(path)}: {meta['examples']} examples in {time.perf_counter() - t0:.0f} s")
     return path
 
 
@@ -165,7 +165,8 @@ def stage2_config(sft_run: Path, arm: dict[str, Any], seed: int, sasrec: Path, s
     return cfg
 
 
-def false_negatives(work: Path, sasrec: Path, runs: dict[str, Path], device: str = "cpu") -> dict[str, Any]:
+def false_negatives(work: Path, sasrec: Path, runs: dict[str, Path], device: str = "cpu",
+                    examples: int = 500) -> dict[str, Any]:
     """The false-negative diagnostic (sidrec.pipelines.ilrec_diagnostics) of the stage-1 model and of the
     seed-0 ILRec model, with ILRec's default settings, on 500 training examples (cached)."""
     from sidrec.pipelines.ilrec_diagnostics import false_negative_report
@@ -175,7 +176,7 @@ def false_negatives(work: Path, sasrec: Path, runs: dict[str, Path], device: str
     for key, run in runs.items():
         cache = work / f"false_negatives.{key}.json"
         if not cache.is_file() and (run / "metrics.json").is_file():
-            write_json(cache, false_negative_report(run, sasrec, max_examples=500, device=device))
+            write_json(cache, false_negative_report(run, sasrec, max_examples=examples, device=device))
         if cache.is_file():
             out[key] = read_json(cache)
     return out
@@ -244,7 +245,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-ilrec")
     ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="sets",
                     help="override the scale's settings (dotted keys: stage1.epochs=1, stage2.max_steps=200, "
-                         "model.name_or_path=DIR, diagnostics_device=auto); recorded in the results file")
+                         "model.name_or_path=DIR, diagnostics_device=auto, diagnostics_examples=500); recorded")
     args = ap.parse_args()
     if args.markdown:
         print_markdown(read_json(RESULTS / "ilrec.json"))
@@ -298,7 +299,7 @@ def main() -> None:
                 continue
             metrics = [read_json(r / "metrics.json") for r in done]
             split = "test" if "test" in metrics[0] else "valid"
-            entry = {"runs": [str(r.relative_to(ROOT)) for r in done], "split": split,
+            entry = {"runs": [rel(r) for r in done], "split": split,
                      split: {m: [x[split][m] for x in metrics] for m in METRICS},
                      "train_time_s": [x["train"]["time_s"] for x in metrics],
                      "peak_memory_mb": [x["train"].get("peak_memory_mb") for x in metrics],
@@ -349,7 +350,8 @@ def main() -> None:
                 summary[f"{name}.sft.{m}"] = res["sft"]["test"][m]
         res["false_negatives"] = {**res.get("false_negatives", {}),
                                   **false_negatives(work, sasrec, {"sft": sft, "ilrec": work / "ilrec" / "seed0"},
-                                                    device=scale.get("diagnostics_device", "cpu"))}
+                                                    device=scale.get("diagnostics_device", "cpu"),
+                                                    examples=scale.get("diagnostics_examples", 500))}
         for key, fn in res["false_negatives"].items():
             if fn.get("fn_rate") is not None:
                 summary[f"{name}.false_negatives.{key}.fn_rate"] = fn["fn_rate"]
@@ -374,7 +376,7 @@ def main() -> None:
     config = {"scale": args.scale, "overrides": overrides, "scale_settings": scale, "arms": STAGE2_ARMS, "sweep": SWEEP,
               "workers": args.workers, "threads": args.threads}
     path = write_result("ilrec", summary=summary, config=config, raw=raw)
-    console.print(f"wrote {path.relative_to(ROOT)}")
+    console.print(f"wrote {rel(path)}")
 
 
 def carry_over_arms(old_results: dict[str, Any] | None, name: str, res: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from _common import METRICS, RESULTS, ROOT, SHARED_DATA, console, paired_ci, parse_sets, write_result
+from _common import METRICS, RESULTS, ROOT, SHARED_DATA, console, paired_ci, parse_sets, rel, write_result
 from sidrec.evaluation.metrics import metrics_from_ranks, per_example_metrics
 from sidrec.pipelines.run import load_pipeline_config, run_pipeline
 from sidrec.utils.io import read_json
@@ -264,7 +264,7 @@ def main() -> None:
                                                           "seeds": args.seeds, "overrides": overrides,
                                                           "models": args.models}, raw=results,
                        published=PUBLISHED, cost=cost)
-    console.print(f"wrote {out.relative_to(ROOT)}")
+    console.print(f"wrote {rel(out)}")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, mean_ci, override_suffix, paired_ci, parse_sets,
-                     seed_mean_per_example, train_run, write_result)
+                     rel, seed_mean_per_example, train_run, write_result)
 from sidrec.utils.io import merge_config, read_json
 
 console = Console()
@@ -273,7 +273,7 @@ def main() -> None:
         metrics = [read_json(r / "metrics.json") for r in rs]
         _, per_example[arm] = seed_mean_per_example(rs)
         curves[arm] = {int(r.name.removeprefix("seed")): curve(r) for r in rs}
-        raw[arm] = {"runs": [str(r.relative_to(ROOT)) for r in rs],
+        raw[arm] = {"runs": [rel(r) for r in rs],
                     "test": {m: [x["test"][m] for x in metrics] for m in METRICS},
                     "test_n": [x["test"]["n"] for x in metrics],
                     "train_time_s": [x["train"]["time_s"] for x in metrics],
@@ -320,7 +320,7 @@ def main() -> None:
     path = write_result("tsrec", summary=summary, config=config, raw=raw, semantics=sem_info,
                         embedding_diagnostics=diagnostics)
     print_table(raw)
-    console.print(f"wrote {path.relative_to(ROOT)} and {(RESULTS / 'tsrec_curves.png').relative_to(ROOT)}")
+    console.print(f"wrote {rel(path)} and {rel(RESULTS / 'tsrec_curves.png')}")
 
 
 def print_markdown(raw: dict[str, Any]) -> None:
