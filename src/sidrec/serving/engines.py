@@ -5,8 +5,9 @@
     [ranked] = engine.run([Query(history=[3, 17], k=10, num_beams=20, allowed=None)])
 
 A query's answer never depends on the other queries of its batch: generative queries are grouped
-by beam width (beam search is then the same per row), every query's filter is its own row of the
-`allowed` mask, and each answer is cut to its own k.
+by beam width (beam search is then the same per row; only float rounding of the padded batch can
+differ), every query's filter is its own row of the `allowed` mask, and each answer is cut to its
+own k.
 """
 
 from __future__ import annotations
@@ -58,21 +59,30 @@ def _cut(items: torch.Tensor, scores: torch.Tensor, k: int) -> Ranked:
 
 
 class GenerativeEngine:
-    """A generative run (any `SIDRecommender`): trie-constrained beam search with the filters inside decoding."""
+    """A generative run (any `SIDRecommender`): trie-constrained beam search with the filters inside decoding.
+
+    A batch is decoded in calls of at most `chunk_size` histories of similar length (sorted by
+    length): left-padding every prompt to the batch's longest one wastes work on short histories, and
+    the KV cache every beam copies grows with it. On the demo's model (2 CPU threads, 32 test
+    histories of 4–20 items, beam 20) chunks of 8 took 859 ms against 1,157 ms for one call.
+    """
 
     kind = "generative"
     uses_beams = True
 
-    def __init__(self, recommender: Any) -> None:
+    def __init__(self, recommender: Any, *, chunk_size: int = 8) -> None:
         self.rec = recommender
         self.item_ids = list(recommender.item_ids)
+        self.chunk_size = chunk_size
 
     def run(self, queries: Sequence[Query]) -> list[Ranked]:
         out: list[Ranked | None] = [None] * len(queries)
         by_beams: dict[int, list[int]] = {}
-        for j, q in enumerate(queries):
-            by_beams.setdefault(q.num_beams, []).append(j)
-        for beams, idx in by_beams.items():
+        for j in sorted(range(len(queries)), key=lambda j: len(queries[j].history)):
+            by_beams.setdefault(queries[j].num_beams, []).append(j)
+        chunks = [(beams, idx[a:a + self.chunk_size]) for beams, idx in by_beams.items()
+                  for a in range(0, len(idx), self.chunk_size)]
+        for beams, idx in chunks:
             group = [queries[j] for j in idx]
             histories = [[self.item_ids[i] for i in q.history] for q in group]
             items, scores = self.rec.recommend_indices(histories, top_k=beams, num_beams=beams,
