@@ -55,7 +55,7 @@ CASES = [
     (["eval", "--run", "{w}/nope"], "nope"),
     (["eval", "--run", "{w}/pop", "--split", "bogus"], "unknown split 'bogus'"),
     (["eval", "compare", "{w}/pop", "{w}/nope"], "nope"),
-    (["recommend", "--run", "{w}/pop", "--history", "i1"], "is a popularity run"),
+    (["recommend", "--run", "{w}/pop", "--history", "i1"], "not in this model's catalogue: 'i1'"),
     (["recommend", "--run", "{w}/nope", "--history", "i1"], "no such run folder"),
     (["train", "ilrec", "--from", "{w}/pop", "--out", "{w}/i"], "is a popularity run"),
 ]
