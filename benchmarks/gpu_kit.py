@@ -171,11 +171,21 @@ def slice_dataset(src: Path, dst: Path, rows: int, *, all_items: bool = False) -
     """A copy of a MiniOneRec-layout dataset folder with only the first `rows` rows of each split CSV and
     (unless `all_items`) only the items those rows name in the catalogue files (index/*.json keyed by
     item id, info/*.txt whose last column is the item id); other files as they are. The dry run's slice."""
-    import ast
-
     if dst.exists():
         shutil.rmtree(dst)
-    csv.field_size_limit(1 << 30)
+    previous = csv.field_size_limit(1 << 30)  # a process-wide setting: restored below
+    try:
+        items = _slice_csvs(src, dst, rows)
+    finally:
+        csv.field_size_limit(previous)
+    _slice_catalogue(src, dst, items, all_items)
+    return dst
+
+
+def _slice_csvs(src: Path, dst: Path, rows: int) -> set[str]:
+    """The first `rows` rows of each split CSV; the item ids they name."""
+    import ast
+
     items: set[str] = set()
     for path in sorted(src.rglob("*.csv")):
         target = dst / path.relative_to(src)
@@ -189,6 +199,11 @@ def slice_dataset(src: Path, dst: Path, rows: int, *, all_items: bool = False) -
                 writer.writerow([row[k] for k in reader.fieldnames or []])
                 items.add(str(row["item_id"]))
                 items.update(str(x) for x in ast.literal_eval(row["history_item_id"]))
+    return items
+
+
+def _slice_catalogue(src: Path, dst: Path, items: set[str], all_items: bool) -> None:
+    """The other files, with the catalogue files (index/*.json, info/*.txt) cut to `items` unless `all_items`."""
     tokens: set[str] = set()  # the SID tokens of the kept items (per-token files keep only those)
     for path in sorted(src.rglob("*")):
         target = dst / path.relative_to(src)
@@ -213,7 +228,6 @@ def slice_dataset(src: Path, dst: Path, rows: int, *, all_items: bool = False) -
             shutil.copyfile(path, target)
         else:
             target.write_text(json.dumps([e for e in data if e.get("token") in tokens]), encoding="utf-8")
-    return dst
 
 
 # ------------------------------------------------------------------------------------------ prepare

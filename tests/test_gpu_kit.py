@@ -5,6 +5,7 @@ not carry."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -167,7 +168,9 @@ def test_slice_dataset_keeps_the_named_items(tmp_path: Path) -> None:
     (src / "index" / "x.index.json").write_text(json.dumps(index))
     (src / "info" / "x.txt").write_text("".join(f"<a_{i}><b_{i}>\ttitle {i}\t{i}\n" for i in range(6)))
     (src / "semantics" / "k.json").write_text(json.dumps([{"token": f"<a_{i}>"} for i in range(6)]))
+    limit = csv.field_size_limit()
     out = gpu_kit.slice_dataset(src, tmp_path / "cut", rows=2)
+    assert csv.field_size_limit() == limit  # the process-wide csv limit the importers rely on is restored
     assert (out / "test" / "x.csv").read_text().count("\n") == 3
     assert sorted(json.loads((out / "index" / "x.index.json").read_text())) == ["0", "1", "2", "3"]
     assert (out / "info" / "x.txt").read_text().count("\n") == 4
