@@ -213,6 +213,20 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tup
     return model, item_ids
 
 
+def load_frozen_run_model(run: str | Path, device: str | torch.device, *, setting: str
+                          ) -> tuple[SequentialRecommender, list[str]]:
+    """The model of a classic run folder (or its model/ folder), frozen in eval mode: the CF scorer a
+    method's `setting` (e.g. "ilrec.cf_run") names. A folder without one is a ConfigError naming it."""
+    run = Path(run)
+    folder = run / "model" if (run / "model" / "model.json").is_file() else run
+    if not (folder / "model.json").is_file():
+        raise ConfigError(f"{setting}: {run} is not a trained SASRec run (no model/model.json); "
+                          "train one with `sidrec train sasrec --data DATASET --out RUN`")
+    model, item_ids = load_model(folder, device=device)
+    model.requires_grad_(False)
+    return model, item_ids
+
+
 # ---------------------------------------------------------------------- neural models and their loss
 class NeuralSequentialRecommender(SequentialRecommender):
     """A model with a hidden state per position and output scores = hidden · item weights.

@@ -128,14 +128,7 @@ def candidate_logits(norm: torch.nn.Module, head: torch.nn.Module, hidden: torch
 
 
 def load_cf_model(cf_run: Path, device: torch.device | str) -> tuple[Any, list[str]]:
-    """The SASRec (or any sidrec sequential model) CRR scores users with."""
-    from sidrec.models.base import load_model
+    """The SASRec (or any sidrec sequential model) of `ilrec.cf_run`, frozen, in eval mode."""
+    from sidrec.models.base import load_frozen_run_model
 
-    folder = cf_run / "model" if (cf_run / "model" / "model.json").is_file() else cf_run
-    if not (folder / "model.json").is_file():
-        raise ConfigError(f"ilrec.cf_run: {cf_run} is not a trained SASRec run (no model/model.json); "
-                          "train one with `sidrec train sasrec --data DATASET --out RUN`")
-    model, item_ids = load_model(folder, device=device)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model, item_ids
+    return load_frozen_run_model(cf_run, device, setting="ilrec.cf_run")
