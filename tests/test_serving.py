@@ -435,3 +435,14 @@ def test_a_folder_without_a_model_is_one_line_naming_the_fix(tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(DataError, match="has no trained model .*--resume"):
         load_served(tmp_path / "half")
+
+
+def test_a_relative_dataset_path_is_found_from_above_the_run(tmp_path, monkeypatch):
+    from sidrec.serving.loading import _dataset_folder
+
+    (tmp_path / "runs" / "demo" / "data").mkdir(parents=True)
+    run = tmp_path / "runs" / "demo" / "sft"
+    run.mkdir()
+    monkeypatch.chdir(tmp_path / "runs")  # not where the run was started
+    assert _dataset_folder("runs/demo/data", run) == tmp_path / "runs" / "demo" / "data"
+    assert _dataset_folder("runs/demo/missing", run) is None and _dataset_folder(None, run) is None

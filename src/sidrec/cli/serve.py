@@ -37,7 +37,6 @@ def serve_cmd(
         torch.set_num_threads(threads)
     config = ServeConfig(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, request_timeout_s=timeout_s,
                          max_k=max_k, max_num_beams=max_num_beams, default_num_beams=num_beams, device=device)
-    console.print(f"serving {run} on http://{host}:{port}  (web page: /, API docs: /docs)")
     serve(str(run), host=host, port=port, config=config, log_level=log_level)
     console.print("stopped (every request in flight was answered)")
 

@@ -224,6 +224,7 @@ def serve(run: str, host: str = "127.0.0.1", port: int = 8000, *, config: ServeC
         access_log.setLevel(logging.INFO)
         access_log.propagate = False
     app = create_app(load_served(run, device=config.device), config)
+    print(f"serving {run} on http://{host}:{port}  (web page: /, API docs: /docs)", flush=True)
     server = _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                                     timeout_graceful_shutdown=int(config.shutdown_timeout_s), timeout_keep_alive=5,
                                     h11_max_incomplete_event_size=64 * 1024))

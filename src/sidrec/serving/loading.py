@@ -82,10 +82,20 @@ def load_served(run: str | Path, *, device: str = "auto") -> Served:
 
 
 def _catalogue(cfg: dict[str, Any], item_ids: list[str], run: Path) -> tuple[Catalogue, str | None]:
-    path = cfg.get("dataset")
-    if path and Path(path).is_dir():
+    path = _dataset_folder(cfg.get("dataset"), run)
+    if path is not None:
         dataset = Dataset.load(path, validate=False)
         return Catalogue.from_dataset(dataset, item_ids), dataset.name
     log.warning("%s: the dataset folder %s is not here; serving item ids only (no titles, no category filter)",
-                run, path or "(none recorded)")
+                run, cfg.get("dataset") or "(none recorded)")
     return Catalogue(item_ids), None
+
+
+def _dataset_folder(recorded: str | None, run: Path) -> Path | None:
+    """The dataset folder a run's config.yaml names. A relative path was relative to where the run
+    was started (`make demo` records runs/demo/data): from here, or from a folder above the run."""
+    if not recorded:
+        return None
+    path = Path(recorded)
+    candidates = [path] if path.is_absolute() else [path, *(a / path for a in run.resolve().parents)]
+    return next((c for c in candidates if c.is_dir()), None)
