@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from _common import (
     ROOT,
     SHARED_DATA,
@@ -72,18 +73,18 @@ SCALES: dict[str, dict[str, Any]] = {
             "stage2": {"epochs": 1, "max_steps": 150, "batch_size": 8, "warmup_ratio": 0.05, "eval_steps": 50,
                        "eval_samples": 150, "patience": 100, "log_steps": 5, "device": "cpu"},
             "grpo": {"num_generations": 16},
-            "eval": {"num_beams": 20, "batch_size": 32, "max_examples": 600, "splits": ["test"]}},
+            "eval": {"num_beams": 20, "batch_size": 32, "splits": ["valid", "test"]}},
     "gpu": {"pipeline": "industrial-partial-gpu",
             "stage2": {"epochs": 1, "batch_size": 16, "warmup_ratio": 0.05, "eval_steps": 200, "eval_samples": 500,
                        "patience": 100, "log_steps": 5},
             "grpo": {"num_generations": 16},
-            "eval": {"num_beams": 20, "batch_size": 64, "splits": ["test"]}},
+            "eval": {"num_beams": 20, "batch_size": 64, "splits": ["valid", "test"]}},
     # a tiny random LM on the synthetic dataset: every code path, in about a minute, no real data
     "quick": {"pipeline": None,
               "stage2": {"epochs": 1, "max_steps": 6, "batch_size": 4, "lr": 1e-3, "warmup_ratio": 0.0, "eval_steps": 6,
                          "eval_samples": 20, "patience": 100, "log_steps": 1, "device": "cpu"},
               "grpo": {"num_generations": 8},
-              "eval": {"num_beams": 10, "batch_size": 32, "max_examples": 60, "splits": ["test"]}},
+              "eval": {"num_beams": 10, "batch_size": 32, "max_examples": 60, "splits": ["valid", "test"]}},
 }
 
 
@@ -191,6 +192,7 @@ def collect(stage1: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, Any], 
     raw: dict[str, Any] = {"sft": read_json(stage1 / "sft" / "metrics.json")["test"], "arms": {}}
     summary["industrial.sft.ndcg@10"] = raw["sft"]["ndcg@10"]
     per_example: dict[str, Any] = {}
+    per_example_valid: dict[str, Any] = {}
     for arm, rs in runs.items():
         done = [r for r in rs if (r / "metrics.json").is_file()]
         if not done:
@@ -201,6 +203,9 @@ def collect(stage1: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, Any], 
                                  "diagnostics": [diagnostics(r) for r in done]}
         entry["over_seeds"] = {m: mean_ci(v) for m, v in entry["test"].items()}
         _, per_example[arm] = seed_mean_per_example(done)
+        if all((r / "ranks_valid.parquet").is_file() for r in done):
+            _, per_example_valid[arm] = seed_mean_per_example(done, split="valid")
+            entry["valid"] = {m: [read_json(r / "metrics.json")["valid"][m] for r in done] for m in ("hr@10", "ndcg@10")}
         raw["arms"][arm] = entry
         for m in ("ndcg@10", "hr@10"):
             summary[f"industrial.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
@@ -213,6 +218,13 @@ def collect(stage1: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, Any], 
         summary[f"industrial.{arm}.ndcg@10_vs_control"] = pv["diff"]
         summary[f"industrial.{arm}.ndcg@10_vs_control_lo"] = pv["ci95"][0]
         summary[f"industrial.{arm}.ndcg@10_vs_control_hi"] = pv["ci95"][1]
+        valid_control = per_example_valid.get("sft_continued")
+        if valid_control is not None and arm in per_example_valid:
+            entry["valid_paired_vs_control"] = paired_ci(valid_control, per_example_valid[arm])
+            pv = entry["valid_paired_vs_control"]["ndcg@10"]
+            summary[f"industrial.{arm}.valid_ndcg@10_vs_control"] = pv["diff"]
+            summary[f"industrial.{arm}.valid_ndcg@10_vs_control_lo"] = pv["ci95"][0]
+            summary[f"industrial.{arm}.valid_ndcg@10_vs_control_hi"] = pv["ci95"][1]
     grpo, ctrl = raw["arms"].get("grpo"), raw["arms"].get("sft_continued")
     if grpo and ctrl:
         summary["grpo.step_time_ratio_vs_sft"] = float(
@@ -224,6 +236,9 @@ def collect(stage1: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, Any], 
             summary["grpo.zero_variance_group_share"] = float(np.mean(shares))
     seeds = [len(e["runs"]) for a, e in raw["arms"].items() if a.startswith("grpo")]
     summary["seeds"] = min(seeds) if seeds else 0
+    test_rows = [len(v["ndcg@10"]) for v in per_example.values()]
+    if test_rows:
+        summary["test_rows"] = min(test_rows)
     return summary, raw
 
 
@@ -256,6 +271,9 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--collect", action="store_true", help="only read finished runs")
+    ap.add_argument("--stage1", type=Path, default=None,
+                    help="a finished pipeline output folder (with sft/ and sasrec/, e.g. a quality.py seed) to use as "
+                         "stage 1 instead of training one; arms from a missing entry (tsrec/) are skipped, said so")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-grpo")
     ap.add_argument("--result", type=Path, default=None,
                     help="where to write the results (default: benchmarks/results/grpo.json; --quick: WORK/quick/result.json)")
@@ -264,8 +282,19 @@ def main() -> None:
     scale = SCALES[scale_name]
     work = args.work / scale_name
     t0 = time.perf_counter()
-    stage1 = work / "stage1" if args.collect else run_stage1(scale_name, work)
-    runs = {arm: [work / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
+    if args.stage1 is not None:
+        stage1 = args.stage1.resolve()
+        missing = [e for e in ("sft", "sasrec") if not (stage1 / e / "metrics.json").is_file()]
+        if missing:
+            raise SystemExit(f"--stage1 {args.stage1}: no finished {' or '.join(missing)} run in it; "
+                             "give a pipeline output folder whose sft and sasrec stages have finished")
+        work = work / f"from-{stage1.name}"
+    else:
+        stage1 = work / "stage1" if args.collect else run_stage1(scale_name, work)
+    arms = [a for a in args.arms if (stage1 / ARMS[a].get("from", "sft") / "metrics.json").is_file() or not args.stage1]
+    for a in sorted(set(args.arms) - set(arms)):
+        console.print(f"[yellow]skipping {a}: {rel(stage1)} has no finished {ARMS[a]['from']} run[/yellow]")
+    runs = {arm: [work / arm / f"seed{s}" for s in args.seeds] for arm in arms}
     if not args.collect:
         for arm, rs in runs.items():
             for seed, run in zip(args.seeds, rs, strict=True):
@@ -273,7 +302,9 @@ def main() -> None:
     summary, raw = collect(stage1, runs)
     print_table(raw)
     config = {"scale": scale_name, "scale_settings": scale, "arms": ARMS, "seeds": args.seeds,
-              "stage1": stage1_pipeline(scale_name, work) if not args.collect else None}
+              "stage1": (yaml.safe_load((stage1 / "sft" / "config.yaml").read_text()) if args.stage1 is not None else
+                         stage1_pipeline(scale_name, work) if not args.collect else None),
+              "stage1_folder": rel(stage1)}
     raw["wall_seconds"] = round(time.perf_counter() - t0, 1)
     if args.quick or args.result is not None:
         from sidrec.utils.runs import environment_info

@@ -359,26 +359,63 @@ class _InterruptingGRPO(GRPOTrainer):
             raise _Interrupt
 
 
-def test_resume_is_exact_with_sampled_rollouts_kl_and_reference_sync(env, tmp_path):
-    """Interrupted after step 3 (the reference synced after step 2), resumed: the same weights as an
-    uninterrupted run, step for step."""
+@pytest.mark.parametrize(("mu", "synced_cut", "synced_full"), [(1, 2, 4), (2, 4, 8)])
+def test_resume_is_exact_with_sampled_rollouts_kl_and_reference_sync(env, tmp_path, mu, synced_cut, synced_full):
+    """Interrupted after step 3 (the reference synced every 2 optimizer updates: μ = 1 after steps 2, 4;
+    μ = 2 before every step), resumed: the same weights as an uninterrupted run, step for step."""
     values = _grpo_values(env, rollout="sample", beta=0.5, loss="dapo", rewards={"rule": 1.0, "prefix": 1.0},
-                          zero_variance="keep", ref_sync_steps=2)
+                          zero_variance="keep", ref_sync_steps=2, num_iterations=mu)
     values["training"].update({"max_steps": 5, "eval_steps": 3, "patience": 50, "lr": 3e-3})
     cfg = sft_config(values)
     full = GRPOTrainer(cfg, RunDir(tmp_path / "full")).train()
     with pytest.raises(_Interrupt):
         _InterruptingGRPO(cfg, RunDir(tmp_path / "cut")).train()
-    assert [p.name for p in (tmp_path / "cut" / "reference").iterdir()] == ["synced-2.pt"]
+    assert [p.name for p in (tmp_path / "cut" / "reference").iterdir()] == [f"synced-{synced_cut}.pt"]
     resumed = GRPOTrainer(cfg, RunDir(tmp_path / "cut", resume=True)).train(resume=True)
     assert resumed["param_checksums"] == pytest.approx(full["param_checksums"], rel=1e-9, abs=1e-9)
     assert resumed["train"]["steps"] == full["train"]["steps"] == 5
-    assert [p.name for p in (tmp_path / "full" / "reference").iterdir()] == ["synced-4.pt"]
+    assert [p.name for p in (tmp_path / "full" / "reference").iterdir()] == [f"synced-{synced_full}.pt"]
     log = (tmp_path / "full" / "log.txt").read_text()
-    assert "reference model synced to the policy after step 2" in log and "after step 4" in log
+    assert "reference model synced to the policy after step 2" in log and f"after step {synced_full}" in log
     a = [json.loads(x) for x in (tmp_path / "full" / "history.jsonl").read_text().splitlines()]
     b = [json.loads(x) for x in (tmp_path / "cut" / "history.jsonl").read_text().splitlines()]
     assert [r.get("reward_mean") for r in a] == [r.get("reward_mean") for r in b]
+
+
+def test_num_iterations_updates_mu_times_on_one_rollout_batch_against_its_old_log_probabilities(env, tmp_path,
+                                                                                                 monkeypatch):
+    """μ = 3: one rollout per micro-batch per training step; every update's π_old is the first update's
+    log-probabilities (ratio 1 there, not after); the schedule counts the 3 updates of each step."""
+    import sidrec.methods.grpo.trainer as grpo_trainer
+
+    trainer = _trainer(env, tmp_path / "mu", num_iterations=3, beta=0.1, rewards={"prefix": 1.0})
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = 0.05  # a visible move between updates
+    calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+    rollouts, loss = trainer.rollouts, grpo_trainer.policy_loss
+    n_rollouts = []
+
+    def counting_rollouts(batch):
+        n_rollouts.append(1)
+        return rollouts(batch)
+
+    def recording_loss(logps, old_logps, *args, **kwargs):
+        calls.append((logps.detach().clone(), old_logps.clone(), kwargs["ref_logps"]))
+        return loss(logps, old_logps, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "rollouts", counting_rollouts)
+    monkeypatch.setattr(grpo_trainer, "policy_loss", recording_loss)
+    logs = trainer._optimizer_step(trainer._batches(0)[:1])
+    assert len(n_rollouts) == 1 and len(calls) == 3 and trainer.scheduler.last_epoch == 3
+    first_logps, first_old, first_ref = calls[0]
+    assert torch.equal(first_logps, first_old)  # ratio 1 on the first update
+    for logps, old, ref in calls[1:]:
+        assert torch.equal(old, first_old) and ref is first_ref  # the batch's π_old and reference, kept
+        assert not torch.allclose(logps, old)  # the policy moved: ratio ≠ 1
+    assert set(logs) >= {"clip_fraction", "clip_fraction_last", "kl", "rollout_s", "update_s"}
+    assert logs["kl"] > 0  # updates 2 and 3 have moved away from the reference
+    cfg = sft_config(_grpo_values(env, num_iterations=3))
+    assert cfg.grpo.num_iterations == 3 and trainer.total_steps == 3
 
 
 def test_bad_grpo_configs_are_one_line_errors_naming_the_field(env, tmp_path):

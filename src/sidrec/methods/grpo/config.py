@@ -13,6 +13,7 @@
       epsilon_high: null         # null: epsilon (dapo's paper value is 0.28)
       beta: 0.04                 # weight of the k3 KL to the reference (0: no reference model)
       ref_sync_steps: null       # every N optimizer steps the reference becomes the current policy (full fine-tuning)
+      num_iterations: 1          # μ: optimizer updates per rollout batch (after the first, ratio = π / π_old)
       zero_variance: skip        # groups whose rewards are all equal: skip (out of the loss) | keep (advantage 0)
       cf_run: null               # reward cf: a trained SASRec run
       cf_temperature: 1.0        # reward cf: softmax(score / T) within the group
@@ -59,6 +60,11 @@ class GRPOSettings(BaseModel):
     beta: float = Field(0.04, ge=0, description="weight of the k3 KL estimator to the reference model")
     ref_sync_steps: int | None = Field(None, ge=1, description="every N optimizer steps the reference model "
                                                                "becomes the current policy (None: never)")
+    num_iterations: int = Field(
+        1, ge=1, le=16, description="μ: optimizer updates on each rollout batch (TRL's num_iterations). The first "
+                                    "update has ratio 1; later ones use the rollout-time log-probabilities as "
+                                    "π_old, so the clip bounds how far the policy moves per batch. A training "
+                                    "step (max_steps, eval_steps) is one rollout batch, i.e. μ optimizer updates")
     zero_variance: Literal["skip", "keep"] = Field(
         "skip", description="groups whose rewards are all equal: skip (left out of the loss) or keep (advantage 0, "
                             "KL only)")

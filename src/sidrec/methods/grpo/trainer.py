@@ -8,17 +8,23 @@ loop keeps accelerate, exact `--resume`, validation NDCG@10 by constrained beam 
 and the final evaluation; rollouts come from our trie-constrained decoding (TRL samples free text and
 would need a logits processor per step, and re-tokenizes text completions).
 
-One optimizer step per rollout batch: per micro-batch of B prompts (the evaluation prompts of B train
+One training step per rollout batch, `grpo.num_iterations` (μ) optimizer updates on it (default 1): per
+micro-batch of B prompts (the evaluation prompts of B train
 windows, any `data.format`; and, when `grpo.tasks` weights them, item2sid prompts: an item's title → its SID),
 
 1. rollouts, in eval mode without gradient: G distinct valid items per prompt (`.rollouts`), with the
    policy's log-probability of each (its rank in the group);
 2. rewards (`.rewards`, weighted by `grpo.rewards`) → group-normalised advantages (`.losses`);
 3. the policy's per-token log-probabilities of the B·G rollouts with gradient, the prompts encoded
-   once and their KV cache serving every rollout (`rollout_token_logps`); the old policy's are their
-   detached values (so the ratio is 1 in value; the clip acts through its gradient as in TRL with one
-   iteration per batch); the reference's the same forward without gradient (β > 0 only);
+   once and their KV cache serving every rollout (`rollout_token_logps`); the old policy's are the
+   first update's detached values (so the first update has ratio 1 in value, the clip acting through
+   its gradient as in TRL; updates 2 … μ reuse the batch's rollouts, rewards, old and reference
+   log-probabilities, and their ratio is π / π_old); the reference's the same forward without gradient
+   (β > 0 only);
 4. the clipped surrogate + β·k3 KL, aggregated by `grpo.loss` (`.losses.policy_loss`).
+
+With μ > 1 the learning-rate schedule counts optimizer updates (μ per training step), the reference
+syncs every `ref_sync_steps` updates, and a checkpoint is only ever written between rollout batches.
 
 Randomness: sampled rollouts draw from a generator seeded by (training.seed, optimizer step, the
 batch's train rows), so a resumed run replays the same rollouts with no extra checkpoint state.
@@ -57,6 +63,21 @@ from sidrec.methods.grpo.rollouts import generate_rollouts, rollout_token_logps
 from sidrec.sids.table import SIDTable
 from sidrec.utils.checkpoint import load_state, save_state
 from sidrec.utils.io import atomic_path
+
+
+@dataclass
+class _RolloutBatch:
+    """One micro-batch's rollouts and everything the μ updates on it share."""
+
+    items: torch.Tensor  # [B, G]
+    scores: torch.Tensor  # [B, G] the policy's log-probabilities at rollout time
+    reward: torch.Tensor  # [B, G]
+    parts: dict[str, torch.Tensor]
+    adv: torch.Tensor  # [B, G]
+    zero: torch.Tensor  # [B] zero-variance groups
+    responses: torch.Tensor  # [B·G, L]
+    old_logps: torch.Tensor  # [B·G, L] π_old: the first update's, detached
+    ref_logps: torch.Tensor | None
 
 
 @dataclass
@@ -147,6 +168,14 @@ class GRPOTrainer(SFTTrainer):
             self._setup_cf()
         self.embeddings = self._item_embeddings() if s.weight("semantic") != 0 else None
         self._rollout_s = 0.0
+        self._iteration, self._micro, self._cache = 0, 0, []
+        if s.num_iterations > 1:  # the schedule counts optimizer updates: μ per training step
+            from transformers import get_scheduler
+
+            updates = self.total_steps * s.num_iterations
+            self.scheduler = get_scheduler(
+                self.t.scheduler if self.t.scheduler != "constant" else "constant_with_warmup", self.optimizer,
+                num_warmup_steps=int(self.t.warmup_ratio * updates), num_training_steps=updates)
         self._ref_synced_at = 0  # the optimizer step whose policy the reference holds (0: the starting model)
         ref = "none (β = 0)" if s.beta == 0 else ("adapters disabled" if self.use_adapter_off else "frozen copy")
         self._log(f"GRPO: G={s.num_generations} rollouts ({s.rollout}), rewards {dict(s.rewards)}, loss {s.loss}, "
@@ -271,9 +300,10 @@ class GRPOTrainer(SFTTrainer):
             return self.token_logps(model, batch, responses)
 
     # ------------------------------------------------------------------ the objective
-    def compute_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def _rollout_batch(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[_RolloutBatch, torch.Tensor]:
+        """The first update on a micro-batch: rollouts, rewards, advantages, the reference's log-probabilities,
+        and the policy's with gradient (their detached values are π_old for every update on it)."""
         s = self.config.grpo
-        g = s.num_generations
         t0 = time.perf_counter()
         items, scores = self.rollouts(batch)
         self._rollout_s += time.perf_counter() - t0
@@ -282,8 +312,23 @@ class GRPOTrainer(SFTTrainer):
         responses = self.item_tokens[items].flatten(0, 1)  # [B·G, L], prompt-major
         logps = self.token_logps(model, batch, responses)
         ref = self.reference_logps(batch, responses) if s.beta > 0 else None
+        return _RolloutBatch(items, scores, reward, parts, adv, zero, responses, logps.detach(), ref), logps
+
+    def compute_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        s = self.config.grpo
+        g = s.num_generations
+        if self._iteration == 0:
+            rb, logps = self._rollout_batch(model, batch)
+            if s.num_iterations > 1:
+                self._cache.append(rb)
+        else:  # a later update on the same rollouts: π_old, rewards and reference are the first update's
+            rb = self._cache[self._micro]
+            logps = self.token_logps(model, batch, rb.responses)
+        self._micro += 1
+        items, scores, reward, parts, adv, zero, responses, ref = (
+            rb.items, rb.scores, rb.reward, rb.parts, rb.adv, rb.zero, rb.responses, rb.ref_logps)
         keep = (~zero).repeat_interleave(g) if s.zero_variance == "skip" else None
-        out = policy_loss(logps, logps.detach(), adv.flatten(), torch.ones_like(responses, dtype=torch.bool),
+        out = policy_loss(logps, rb.old_logps, adv.flatten(), torch.ones_like(responses, dtype=torch.bool),
                           variant=s.loss, epsilon_low=s.epsilon, epsilon_high=s.epsilon_upper, beta=s.beta,
                           ref_logps=ref, keep=keep, max_length=responses.shape[1])
         with torch.no_grad():
@@ -301,19 +346,34 @@ class GRPOTrainer(SFTTrainer):
         return out.loss, logs
 
     def _optimizer_step(self, group: list[np.ndarray]) -> dict[str, float]:
-        self.sync_reference()
+        """One training step: rollouts on the group's micro-batches, then μ optimizer updates on them.
+        Logged: the rollout-time figures of the first update, and the mean loss, KL and clip fraction of
+        all μ (`clip_fraction_last`: the last update's, where π has moved furthest from π_old)."""
+        mu = self.config.grpo.num_iterations
         self._rollout_s = 0.0
+        self._cache = []
         t0 = time.perf_counter()
-        logs = super()._optimizer_step(group)
+        per_update: list[dict[str, float]] = []
+        self.sync_reference()  # between rollout batches only: the μ updates share the batch's reference values
+        for self._iteration in range(mu):
+            self._micro = 0
+            per_update.append(super()._optimizer_step(group))
+        self._iteration, self._cache = 0, []
         total = time.perf_counter() - t0
+        logs = dict(per_update[0])
+        if mu > 1:
+            for key in ("loss", "kl", "clip_fraction"):
+                logs[key] = float(np.mean([u[key] for u in per_update]))
+            logs["clip_fraction_last"] = per_update[-1]["clip_fraction"]
         return {**logs, "rollout_s": self._rollout_s, "update_s": total - self._rollout_s}
 
     # ------------------------------------------------------------------ the reference model and checkpoints
     def sync_reference(self) -> None:
-        """Every `grpo.ref_sync_steps` optimizer steps the frozen reference becomes the current policy."""
+        """Before a rollout batch, once `grpo.ref_sync_steps` optimizer updates have passed since the last sync,
+        the frozen reference becomes the current policy."""
         n = self.config.grpo.ref_sync_steps
         done = int(getattr(self.scheduler, "last_epoch", 0))
-        if n is None or self.reference is None or done == 0 or done % n or done == self._ref_synced_at:
+        if n is None or self.reference is None or done - self._ref_synced_at < n:
             return
         self.reference.load_state_dict(self.accelerator.unwrap_model(self.model).state_dict())
         self._ref_synced_at = done
