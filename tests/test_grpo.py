@@ -5,6 +5,7 @@ pipeline, exact resume, and the config errors."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -286,6 +287,10 @@ def test_policy_logps_are_decodings_scores_with_one_prompt_pass(env, tmp_path, r
         assert isinstance(trainer.levels, SIDLevels)
         full = rollout_token_logps(trainer.model, batch["prompt_ids"], batch["prompt_mask"], responses, 4, None)
         assert bool((logps > full + 1e-6).all())  # a level is a subset of the vocabulary
+    # the concatenated form (gradient checkpointing: no cache) gives the same per-token values
+    concatenated = rollout_token_logps(trainer.model, batch["prompt_ids"], batch["prompt_mask"], responses, 4,
+                                       trainer.levels, shared_prefix=False)
+    torch.testing.assert_close(concatenated, logps, atol=1e-5, rtol=1e-5)
     logps.sum().backward()
     grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(x).all() for x in grads)
@@ -382,6 +387,20 @@ def test_resume_is_exact_with_sampled_rollouts_kl_and_reference_sync(env, tmp_pa
     assert [r.get("reward_mean") for r in a] == [r.get("reward_mean") for r in b]
 
 
+def test_gradient_checkpointing_scores_concatenated_rollouts_and_trains_as_without_it(env, tmp_path):
+    """model.gradient_checkpointing: the rollouts are scored as full sequences (no KV cache), and two
+    steps give the weights of the same run without checkpointing."""
+    plain = _grpo_values(env, rewards={"prefix": 1.0})
+    plain["training"].update({"max_steps": 2, "eval_steps": 2})
+    ckpt = copy.deepcopy(plain)
+    ckpt["model"] = {**ckpt["model"], "gradient_checkpointing": True}
+    a = GRPOTrainer(sft_config(plain), RunDir(tmp_path / "plain")).train()
+    b = GRPOTrainer(sft_config(ckpt), RunDir(tmp_path / "ckpt")).train()
+    assert b["param_checksums"] == pytest.approx(a["param_checksums"], rel=1e-6, abs=1e-6)
+    start = json.loads((env / "sft" / "metrics.json").read_text())["param_checksums"]
+    assert a["param_checksums"] != pytest.approx(start, rel=1e-9, abs=1e-9)  # the steps moved the weights
+
+
 def test_num_iterations_updates_mu_times_on_one_rollout_batch_against_its_old_log_probabilities(env, tmp_path,
                                                                                                  monkeypatch):
     """μ = 3: one rollout per micro-batch per training step; every update's π_old is the first update's
@@ -428,8 +447,6 @@ def test_bad_grpo_configs_are_one_line_errors_naming_the_field(env, tmp_path):
         sft_config({**base, "grpo": {"rewards": {"novelty": 1.0}}})
     with pytest.raises(ConfigError, match="num_beams"):
         sft_config({**base, "grpo": {"num_generations": 8, "num_beams": 4}})
-    with pytest.raises(ConfigError, match="gradient_checkpointing"):
-        sft_config({**base, "model": {**base["model"], "gradient_checkpointing": True}})
     with pytest.raises(ConfigError, match=r"grpo.num_generations=41 exceeds the catalogue \(40 items\)"):
         _trainer(env, tmp_path / "big", num_generations=41)
     with pytest.raises(ConfigError, match="needs a finished run to continue"):

@@ -111,7 +111,4 @@ class GRPOConfig(SFTConfig):
         if self.grpo.ref_sync_steps is not None and (self.grpo.beta == 0 or self.model.finetune == "lora"):
             raise ValueError("grpo.ref_sync_steps needs grpo.beta > 0 and model.finetune: full (under LoRA the "
                              "reference is the model with its adapters disabled, which cannot be synced)")
-        if self.model.gradient_checkpointing:
-            raise ValueError("model.gradient_checkpointing: GRPO scores the rollouts on the prompt's KV cache, which "
-                             "gradient checkpointing drops; set model.gradient_checkpointing: false")
         return self

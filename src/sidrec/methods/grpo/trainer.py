@@ -289,7 +289,8 @@ class GRPOTrainer(SFTTrainer):
 
     def token_logps(self, model: Any, batch: dict[str, torch.Tensor], responses: torch.Tensor) -> torch.Tensor:
         return rollout_token_logps(model, batch["prompt_ids"], batch["prompt_mask"], responses,
-                                   self.config.grpo.num_generations, self.levels)
+                                   self.config.grpo.num_generations, self.levels,
+                                   shared_prefix=not self.config.model.gradient_checkpointing)
 
     @torch.no_grad()
     def reference_logps(self, batch: dict[str, torch.Tensor], responses: torch.Tensor) -> torch.Tensor:
