@@ -112,12 +112,17 @@ def eval_run(run: Path, split: str, threads: int) -> None:
 
 
 def seed_mean_per_example(runs: list[Path], split: str = "test") -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Per-example metrics averaged over seeds, on the rows every seed was evaluated on."""
-    frames = [pd.read_parquet(r / f"ranks_{split}.parquet") for r in runs]
-    keys = frames[0][["user_id", "target"]]
+    """Per-example metrics averaged over seeds, on the rows every seed was evaluated on (one per test row:
+    repeated (user, target) pairs are matched by their order of occurrence)."""
+    def numbered(f: pd.DataFrame) -> pd.DataFrame:  # a user can have the same target twice (two test rows)
+        return f.assign(occurrence=f.groupby(["user_id", "target"]).cumcount())
+
+    frames = [numbered(pd.read_parquet(r / f"ranks_{split}.parquet")) for r in runs]
+    on = ["user_id", "target", "occurrence"]
+    keys = frames[0][on]
     per = []
     for f in frames:
-        f = keys.merge(f, on=["user_id", "target"], how="left")
+        f = keys.merge(f, on=on, how="left")
         per.append(per_example_metrics(f["rank"].to_numpy()))
     return keys, {m: np.mean([p[m] for p in per], axis=0) for m in per[0]}
 
