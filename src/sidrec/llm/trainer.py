@@ -192,9 +192,10 @@ class SFTTrainer:
         self.total_steps = max(1, total)
         from transformers import get_scheduler
 
+        updates = self.total_steps * self.updates_per_step()  # the schedule counts optimizer updates
         self.scheduler = get_scheduler(self.t.scheduler if self.t.scheduler != "constant" else "constant_with_warmup",
-                                       self.optimizer, num_warmup_steps=int(self.t.warmup_ratio * self.total_steps),
-                                       num_training_steps=self.total_steps)
+                                       self.optimizer, num_warmup_steps=int(self.t.warmup_ratio * updates),
+                                       num_training_steps=updates)
         # model and optimizer are prepared together (DDP wraps the model; FSDP / DeepSpeed shard both)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         params = count_parameters(self.accelerator.unwrap_model(self.model))
@@ -367,6 +368,10 @@ class SFTTrainer:
             state["stopped"] = "epochs"
         state["train_time_s"] = time.time() - t_start
         return self.finish(state)
+
+    def updates_per_step(self) -> int:
+        """Optimizer updates per training step (GRPO: `grpo.num_iterations`); 1 here."""
+        return 1
 
     def after_checkpoint(self, state: dict[str, Any]) -> None:
         """Called after every checkpoint (tests interrupt training here)."""

@@ -169,13 +169,6 @@ class GRPOTrainer(SFTTrainer):
         self.embeddings = self._item_embeddings() if s.weight("semantic") != 0 else None
         self._rollout_s = 0.0
         self._iteration, self._micro, self._cache = 0, 0, []
-        if s.num_iterations > 1:  # the schedule counts optimizer updates: μ per training step
-            from transformers import get_scheduler
-
-            updates = self.total_steps * s.num_iterations
-            self.scheduler = get_scheduler(
-                self.t.scheduler if self.t.scheduler != "constant" else "constant_with_warmup", self.optimizer,
-                num_warmup_steps=int(self.t.warmup_ratio * updates), num_training_steps=updates)
         self._ref_synced_at = 0  # the optimizer step whose policy the reference holds (0: the starting model)
         ref = "none (β = 0)" if s.beta == 0 else ("adapters disabled" if self.use_adapter_off else "frozen copy")
         self._log(f"GRPO: G={s.num_generations} rollouts ({s.rollout}), rewards {dict(s.rewards)}, loss {s.loss}, "
@@ -286,6 +279,9 @@ class GRPOTrainer(SFTTrainer):
                 parts[name] = semantic_reward(self.embeddings, items, targets)  # type: ignore[arg-type]
         total = sum(s.weight(k) * v for k, v in parts.items())
         return total, parts  # type: ignore[return-value]
+
+    def updates_per_step(self) -> int:
+        return self.config.grpo.num_iterations  # the schedule counts the μ updates of each rollout batch
 
     def token_logps(self, model: Any, batch: dict[str, torch.Tensor], responses: torch.Tensor) -> torch.Tensor:
         return rollout_token_logps(model, batch["prompt_ids"], batch["prompt_mask"], responses,
