@@ -229,6 +229,35 @@ def test_beam_search_matches_brute_force_and_naive_beam(decoder_setup):
     assert (items >= 0).all() and len(set(items[0].tolist())) == 3  # distinct, real items
 
 
+def test_kv_cache_is_passed_under_the_installed_transformers_name(decoder_setup):
+    """No deprecated `past_key_values` argument reaches the model (transformers 5.x calls it `cache`),
+    so decoding prints no deprecation warning and keeps working when the old name goes."""
+    import warnings
+
+    from sidrec.llm.decoding import SIDRowsStepper
+    from sidrec.llm.kv_cache import CACHE_KWARG
+
+    model, codes, tt, prompts, ids, mask = decoder_setup
+    seen: list[set[str]] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, _a, kw: seen.append(set(kw)), with_kwargs=True)
+             for m in (model, model.get_decoder())]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            beam_search(CausalLMStepper(model), tt, ids, mask, num_beams=3, top_k=3)
+            sid = torch.arange(10, 34)
+            rows = SIDRowsStepper(model, sid, model.get_output_embeddings().weight[sid])
+            cols = TokenTrie(tt.trie, [list(range(0, 4)), list(range(10, 14)), list(range(20, 24))], len(sid))
+            beam_search(rows, cols, ids, mask, num_beams=3, top_k=3)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
+    assert any(CACHE_KWARG in kw for kw in seen)  # the cached steps did pass the cache
+    if CACHE_KWARG != "past_key_values":
+        assert all("past_key_values" not in kw for kw in seen)
+
+
 def test_beam_search_equals_transformers_generate_with_prefix_fn(decoder_setup):
     model, codes, tt, prompts, ids, mask = decoder_setup
     trie = tt.trie

@@ -284,7 +284,10 @@ def load_backbone(
         init_sid_rows(model, tokenizer, sid_tokens)
     neutralise_generation_config(model, tokenizer)
     if for_training and cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.x's name (the old one warns)
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if cfg.finetune == "lora":
         model = apply_lora(model, cfg.lora, sid_tokens.all_ids)

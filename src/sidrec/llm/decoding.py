@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from sidrec.llm.kv_cache import cache_of, with_cache
 from sidrec.sids.trie import TokenTrie
 
 NEG_INF = float("-inf")
@@ -65,15 +66,15 @@ class CausalLMStepper:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          use_cache=True, logits_to_keep=1)
         next_pos = attention_mask.long().sum(-1)
-        return out.logits[:, -1, :], (out.past_key_values, attention_mask, next_pos)
+        return out.logits[:, -1, :], (cache_of(out), attention_mask, next_pos)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         past, mask, next_pos = state
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         out = self.model(input_ids=tokens.view(-1, 1), attention_mask=mask, position_ids=next_pos.view(-1, 1),
-                         past_key_values=past, use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1, :], (out.past_key_values, mask, next_pos + 1)
+                         **with_cache(past), use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :], (cache_of(out), mask, next_pos + 1)
 
     def select(self, state: Any, rows: torch.Tensor) -> Any:
         past, mask, next_pos = state
@@ -109,15 +110,15 @@ class SIDRowsStepper(CausalLMStepper):
         out = self.decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                            use_cache=True)
         next_pos = attention_mask.long().sum(-1)
-        return self._logits(out.last_hidden_state[:, -1]), (out.past_key_values, attention_mask, next_pos)
+        return self._logits(out.last_hidden_state[:, -1]), (cache_of(out), attention_mask, next_pos)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         past, mask, next_pos = state
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         out = self.decoder(input_ids=self.token_ids[tokens.view(-1, 1)], attention_mask=mask,
-                           position_ids=next_pos.view(-1, 1), past_key_values=past, use_cache=True)
-        return self._logits(out.last_hidden_state[:, -1]), (out.past_key_values, mask, next_pos + 1)
+                           position_ids=next_pos.view(-1, 1), **with_cache(past), use_cache=True)
+        return self._logits(out.last_hidden_state[:, -1]), (cache_of(out), mask, next_pos + 1)
 
 
 def _logprobs_of(logits: torch.Tensor, token_ids: torch.Tensor, valid: torch.Tensor,

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from sidrec.llm.kv_cache import cache_of, with_cache
 from sidrec.llm.sft_data import IGNORE_INDEX, left_pad, sequence_logps
 
 
@@ -57,7 +58,7 @@ def prompt_group_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torc
     position_ids = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=batch["prompt_ids"], attention_mask=prompt_mask, position_ids=position_ids,
                 use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
+    cache = cache_of(out)
     if cache is None:
         raise RuntimeError("the model returned no KV cache for the prompts (gradient checkpointing?); "
                            "use concatenated sequences instead")
@@ -73,7 +74,7 @@ def prompt_group_logps(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torc
     mask = torch.cat([prompt_mask.index_select(0, tile), (labels[:, :-1] != IGNORE_INDEX).long()], dim=1)
     start = prompt_mask.sum(-1).index_select(0, tile)
     positions = start[:, None] + torch.arange(feed.shape[1], device=feed.device)[None, :]
-    rest = model(input_ids=feed, attention_mask=mask, position_ids=positions, past_key_values=cache,
+    rest = model(input_ids=feed, attention_mask=mask, position_ids=positions, **with_cache(cache),
                  use_cache=True).logits
     return sequence_logps(torch.cat([first, rest], dim=1), labels)
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import torch
 
 from sidrec.llm.decoding import Stepper, beam_search, stochastic_beam_search
+from sidrec.llm.kv_cache import cache_of, with_cache
 from sidrec.llm.sid_head import SIDLevels, head_rows
 from sidrec.sids.trie import TokenTrie
 
@@ -91,7 +92,7 @@ def _shared_prefix_states(model: Any, prompt_ids: torch.Tensor, prompt_mask: tor
     position_ids = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids, use_cache=True,
                 logits_to_keep=1, output_hidden_states=level)
-    cache = out.past_key_values
+    cache = cache_of(out)
     if cache is None:
         raise RuntimeError("the model returned no KV cache for the prompts (gradient checkpointing?): "
                            "score the rollouts with shared_prefix=False")
@@ -104,7 +105,7 @@ def _shared_prefix_states(model: Any, prompt_ids: torch.Tensor, prompt_mask: tor
         mask = torch.cat([prompt_mask.index_select(0, tile), torch.ones_like(feed)], dim=1)
         start = prompt_mask.sum(-1).index_select(0, tile)
         positions = start[:, None] + torch.arange(width - 1, device=feed.device)[None, :]
-        rest = model(input_ids=feed, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        rest = model(input_ids=feed, attention_mask=mask, position_ids=positions, **with_cache(cache),
                      use_cache=True, output_hidden_states=level, **({"logits_to_keep": 1} if level else {}))
         states = torch.cat([states, rest.hidden_states[-1] if level else rest.logits], dim=1)
     return states

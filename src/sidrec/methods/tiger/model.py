@@ -50,6 +50,7 @@ import torch
 
 from sidrec.errors import ConfigError, DataError
 from sidrec.llm.backbone import SIDTokens, quiet_transformers
+from sidrec.llm.kv_cache import cache_of, with_cache
 from sidrec.llm.recommender import SIDRecommender
 from sidrec.llm.sft_data import IGNORE_INDEX, SFTCorpus, TokenizedExample
 from sidrec.methods.tiger.config import TigerSettings
@@ -226,8 +227,8 @@ class Seq2SeqStepper:
     def _decode(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         cache, encoder_states, mask = state
         out = self.model(encoder_outputs=(encoder_states,), attention_mask=mask, decoder_input_ids=tokens,
-                         past_key_values=cache, use_cache=True)
-        return out.logits[:, -1, :], (out.past_key_values, encoder_states, mask)
+                         **with_cache(cache), use_cache=True)
+        return out.logits[:, -1, :], (cache_of(out), encoder_states, mask)
 
     def select(self, state: Any, rows: torch.Tensor) -> Any:
         cache, encoder_states, mask = state
