@@ -331,6 +331,44 @@ def test_resume_continues_exactly(env, tmp_path):
     assert resumed["test"]["ndcg@5"] == pytest.approx(full["test"]["ndcg@5"])
 
 
+def test_length_bucketed_batches_keep_the_epoch_and_cut_padding():
+    from sidrec.llm.sft_data import length_bucketed_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 60, size=1003)
+    order = rng.permutation(1003)
+    plain = [order[s:s + 16] for s in range(0, len(order), 16)]
+    bucketed = length_bucketed_batches(order, lengths, 16, np.random.default_rng(7), pool=10)
+    assert len(bucketed) == len(plain) and sorted(np.concatenate(bucketed)) == list(range(1003))
+    assert sum(len(b) < 16 for b in bucketed) == 1  # only the epoch's last batch is short
+
+    def padded(batches):
+        return sum(int(lengths[b].max()) * len(b) for b in batches)
+
+    assert padded(bucketed) < 0.7 * padded(plain)  # similar lengths share a batch
+    again = length_bucketed_batches(order, lengths, 16, np.random.default_rng(7), pool=10)
+    assert all(np.array_equal(a, b) for a, b in zip(bucketed, again, strict=True))  # deterministic
+    firsts = [int(b[0]) for b in bucketed]
+    assert firsts != sorted(firsts, key=lambda i: lengths[i])  # batch order shuffled, not by length
+
+
+def test_bucket_by_length_trains_and_resumes_exactly(env, tmp_path):
+    cfg = tiny_config(env, out_epochs=3, eval_steps=6, eval_metric="loss", patience=50, bucket_by_length=True)
+    trainer = SFTTrainer(cfg, RunDir(tmp_path / "probe"))
+    trainer.setup()
+    lengths = np.array([len(e.input_ids) for e in trainer.corpus.examples])
+    spread = [int(np.ptp(lengths[b])) for b in trainer._batches(0)]
+    plain_cfg = tiny_config(env, out_epochs=3)
+    plain = SFTTrainer(plain_cfg, RunDir(tmp_path / "plain"))
+    plain.setup()
+    assert np.mean(spread) < np.mean([int(np.ptp(lengths[b])) for b in plain._batches(0)])
+    full = SFTTrainer(cfg, RunDir(tmp_path / "full")).train()
+    with pytest.raises(_Interrupt):
+        _InterruptingTrainer(cfg, RunDir(tmp_path / "cut")).train()
+    resumed = SFTTrainer(cfg, RunDir(tmp_path / "cut", resume=True)).train(resume=True)
+    assert resumed["param_checksums"] == pytest.approx(full["param_checksums"], rel=1e-9, abs=1e-9)
+
+
 def test_cli_train_recommend_eval(env, tmp_path):
     from typer.testing import CliRunner
 

@@ -50,6 +50,7 @@ from sidrec.llm.sft_data import (
     SFTCorpus,
     TokenizedExample,
     build_corpus,
+    length_bucketed_batches,
     response_logits_loss,
 )
 from sidrec.llm.sid_head import SIDLevels, sid_aware_loss
@@ -307,6 +308,9 @@ class SFTTrainer:
     def _batches(self, epoch: int) -> list[np.ndarray]:
         order = self.corpus.epoch_order(self.task_weights(), epoch, self.t.seed)
         gb = self._global_batch()
+        if self.t.bucket_by_length:
+            lengths = np.array([len(e.input_ids) for e in self.corpus.examples])
+            return length_bucketed_batches(order, lengths, gb, np.random.default_rng([self.t.seed, epoch, 1]))
         return [order[s:s + gb] for s in range(0, len(order), gb)]
 
     def train(self, resume: bool = False) -> dict[str, Any]:
