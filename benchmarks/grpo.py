@@ -9,7 +9,9 @@
    - `sft_continued`: plain CE on the seqrec windows (the fair control; as item streams, the recipe's form);
    - `grpo`: the rule, ranking and prefix rewards together (weights 1, 1, 1);
    - `grpo_<reward>`: each reward alone (rule, ranking, prefix, cf, semantic);
-   - `tsrec_grpo`: `grpo`'s settings from the `tsrec` run instead.
+   - `tsrec_grpo`: `grpo`'s settings from the `tsrec` run instead;
+   - `sft_continued_sidlr` / `grpo_sidlr`: the control and `grpo` with the SID rows' lr at 10× the
+     stage-2 lr (the recipe's ratio) instead of stage 1's, `grpo_sidlr` paired with its own control.
 3. Test HR/NDCG@10 on a fixed sample of the test split (beam 20); paired bootstrap over test examples
    against the control (per-example metrics averaged over seeds first).
 4. Cost and diagnostics from the runs' logs: seconds per optimizer step against the control's (training
@@ -23,9 +25,13 @@
                                                     # writes runs/bench-grpo/quick/result.json only
 
 Runs live in runs/bench-grpo/<scale>/… (stage 1 under stage1/, stage 2 under <arm>/seed<N>), each a
-normal run folder. Writes benchmarks/results/grpo.json (not with --quick) with summary keys
+normal run folder. Each finished stage-2 run's metrics, log and per-example ranks (and stage 1's SFT
+metrics and config) are archived under benchmarks/results/grpo-runs/ in the same layout (committed,
+tens of KB per run), so the results are re-collected from every run ever measured even where the run
+folders are gone (another session, another machine): a live run folder wins over its archived copy. Writes benchmarks/results/grpo.json (not with --quick) with summary keys
 `industrial.<arm>.ndcg@10`, `.hr@10`, `.ndcg@10_vs_control` (+ `_lo` / `_hi`: the 95% CI) for `grpo`
 and each `grpo_<reward>`, `industrial.tsrec_grpo.ndcg@10` / `.hr@10`, `industrial.sft.ndcg@10` (stage 1),
+`industrial.<arm>.ndcg@10_vs_stage1` (+ `_lo` / `_hi`: each arm against the stage-1 model it starts from),
 `grpo.step_time_ratio_vs_sft` (median seconds per step of `grpo` over the control's) and
 `grpo.zero_variance_group_share` (`grpo`'s mean over its logged steps), and `seeds`.
 """
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +49,7 @@ from typing import Any
 import numpy as np
 import yaml
 from _common import (
+    RESULTS,
     ROOT,
     SHARED_DATA,
     console,
@@ -66,7 +74,14 @@ ARMS: dict[str, dict[str, Any]] = {
     "grpo_cf": {"method": "grpo", "grpo": {"rewards": {"cf": 1.0}}},
     "grpo_semantic": {"method": "grpo", "grpo": {"rewards": {"semantic": 1.0}}},
     "tsrec_grpo": {"method": "grpo", "grpo": {"rewards": THREE}, "from": "tsrec"},
+    # the learning-rate follow-up: stage 2 keeps stage 1's SID-row lr (5e-3, 100x the stage-2 lr);
+    # these two arms keep the recipe's ratio instead (SID rows at 10x the stage-2 lr), each paired
+    # with its own control
+    "sft_continued_sidlr": {"method": "sft", "data": {"tasks": {"seqrec": 1.0}}, "training": {"sid_lr": 5e-4}},
+    "grpo_sidlr": {"method": "grpo", "grpo": {"rewards": THREE}, "training": {"sid_lr": 5e-4},
+                   "control": "sft_continued_sidlr"},
 }
+CONTROLS = {"sft_continued", "sft_continued_sidlr"}
 SCALES: dict[str, dict[str, Any]] = {
     # 2 cores: the packaged CPU pipeline (SmolLM2-135M cut to 4 layers), 150 stage-2 steps of 8 windows × 16 rollouts
     "cpu": {"pipeline": "industrial-partial-cpu",
@@ -141,7 +156,7 @@ def stage2_config(stage1: Path, arm: str, seed: int, scale: dict[str, Any]) -> d
     cfg = continue_from(stage1 / spec.get("from", "sft"), spec["method"])
     if "data" in spec:
         cfg["data"] = {**cfg["data"], **spec["data"]}  # the control's tasks replace the recipe's mixture
-    cfg["training"] = {**cfg["training"], **scale["stage2"], "seed": seed}
+    cfg["training"] = {**cfg["training"], **scale["stage2"], **spec.get("training", {}), "seed": seed}
     cfg["eval"] = dict(scale["eval"])
     if spec["method"] == "grpo":
         cfg["grpo"] = {**cfg.get("grpo", {}), **scale["grpo"], **spec["grpo"]}
@@ -185,16 +200,38 @@ def diagnostics(run: Path) -> dict[str, Any]:
     return out
 
 
+# ----------------------------------------------------------------------------- archive
+ARCHIVE = RESULTS / "grpo-runs"
+ARCHIVED = ("metrics.json", "history.jsonl", "ranks_test.parquet", "ranks_valid.parquet", "config.yaml")
+
+
+def is_finished(run: Path) -> bool:
+    return (run / "metrics.json").is_file() and (run / "ranks_test.parquet").is_file()
+
+
+def archive_run(run: Path, dest: Path) -> None:
+    """Copy a finished run's metrics, log, config and per-example ranks into the committed archive."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ARCHIVED:
+        if (run / name).is_file():
+            shutil.copyfile(run / name, dest / name)
+
+
+def finished_folder(run: Path, archived: Path) -> Path | None:
+    """The folder holding a finished run: the run folder when it is there, else its archived copy."""
+    return next((d for d in (run, archived) if is_finished(d)), None)
+
+
 # ----------------------------------------------------------------------------- collection
-def collect(stage1: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(summary, raw) from the finished runs."""
+def collect(stage1_sft: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(summary, raw) from the finished runs (folders holding metrics.json and the ranks)."""
     summary: dict[str, Any] = {}
-    raw: dict[str, Any] = {"sft": read_json(stage1 / "sft" / "metrics.json")["test"], "arms": {}}
+    raw: dict[str, Any] = {"sft": read_json(stage1_sft / "metrics.json")["test"], "arms": {}}
     summary["industrial.sft.ndcg@10"] = raw["sft"]["ndcg@10"]
+    stage1_keys, stage1_per_example = seed_mean_per_example([stage1_sft])
     per_example: dict[str, Any] = {}
     per_example_valid: dict[str, Any] = {}
-    for arm, rs in runs.items():
-        done = [r for r in rs if (r / "metrics.json").is_file()]
+    for arm, done in runs.items():
         if not done:
             continue
         metrics = [read_json(r / "metrics.json")["test"] for r in done]
@@ -202,23 +239,36 @@ def collect(stage1: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, Any], 
                                  "test": {m: [x[m] for x in metrics] for m in ("hr@10", "ndcg@10")},
                                  "diagnostics": [diagnostics(r) for r in done]}
         entry["over_seeds"] = {m: mean_ci(v) for m, v in entry["test"].items()}
-        _, per_example[arm] = seed_mean_per_example(done)
+        keys, per_example[arm] = seed_mean_per_example(done)
+        if not keys.equals(stage1_keys):
+            raise SystemExit(f"{arm}: its test rows are not stage 1's, in the same order ({rel(done[0])}); "
+                             "every arm must be evaluated on the whole test split")
         if all((r / "ranks_valid.parquet").is_file() for r in done):
             _, per_example_valid[arm] = seed_mean_per_example(done, split="valid")
             entry["valid"] = {m: [read_json(r / "metrics.json")["valid"][m] for r in done] for m in ("hr@10", "ndcg@10")}
         raw["arms"][arm] = entry
         for m in ("ndcg@10", "hr@10"):
             summary[f"industrial.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
-    control = per_example.get("sft_continued")
-    for arm, entry in raw["arms"].items():
-        if control is None or arm in ("sft_continued", "tsrec_grpo") or arm not in per_example:
+    for arm, entry in raw["arms"].items():  # what stage 2 adds to (or takes from) the model it starts from
+        if ARMS[arm].get("from", "sft") != "sft":
             continue
+        entry["paired_vs_stage1"] = paired_ci(stage1_per_example, per_example[arm])
+        pv = entry["paired_vs_stage1"]["ndcg@10"]
+        summary[f"industrial.{arm}.ndcg@10_vs_stage1"] = pv["diff"]
+        summary[f"industrial.{arm}.ndcg@10_vs_stage1_lo"] = pv["ci95"][0]
+        summary[f"industrial.{arm}.ndcg@10_vs_stage1_hi"] = pv["ci95"][1]
+    for arm, entry in raw["arms"].items():
+        control_arm = ARMS[arm].get("control", "sft_continued")
+        control = per_example.get(control_arm)
+        if control is None or arm in CONTROLS or arm == "tsrec_grpo" or arm not in per_example:
+            continue
+        entry["control"] = control_arm
         entry["paired_vs_control"] = paired_ci(control, per_example[arm])
         pv = entry["paired_vs_control"]["ndcg@10"]
         summary[f"industrial.{arm}.ndcg@10_vs_control"] = pv["diff"]
         summary[f"industrial.{arm}.ndcg@10_vs_control_lo"] = pv["ci95"][0]
         summary[f"industrial.{arm}.ndcg@10_vs_control_hi"] = pv["ci95"][1]
-        valid_control = per_example_valid.get("sft_continued")
+        valid_control = per_example_valid.get(control_arm)
         if valid_control is not None and arm in per_example_valid:
             entry["valid_paired_vs_control"] = paired_ci(valid_control, per_example_valid[arm])
             pv = entry["valid_paired_vs_control"]["ndcg@10"]
@@ -248,16 +298,21 @@ def _mean_of(diagnostics: list[dict[str, Any]], key: str) -> str:
 
 
 def print_table(raw: dict[str, Any]) -> None:
-    t = Table(title="GRPO · industrial (mean over seeds; Δ vs sft_continued, paired bootstrap 95% CI)")
-    for c in ("arm", "seeds", "HR@10", "NDCG@10", "Δ NDCG@10 [95% CI]", "s/step", "zero-var groups", "target in G"):
+    t = Table(title="GRPO · industrial test (mean over seeds; Δ NDCG@10, paired bootstrap 95% CI)")
+    for c in ("arm", "seeds", "HR@10", "NDCG@10", "Δ vs its control", "Δ vs stage 1", "s/step", "zero-var groups",
+              "target in G"):
         t.add_column(c, justify="left" if c == "arm" else "right")
-    t.add_row("sft (stage 1)", "1", f"{raw['sft']['hr@10']:.4f}", f"{raw['sft']['ndcg@10']:.4f}", "—", "—", "—", "—")
+    t.add_row("sft (stage 1)", "1", f"{raw['sft']['hr@10']:.4f}", f"{raw['sft']['ndcg@10']:.4f}", "—", "—", "—", "—",
+              "—")
+
+    def ci(pv: dict[str, Any] | None) -> str:
+        return f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}]" if pv else "—"
+
     for arm, e in raw["arms"].items():
-        pv = e.get("paired_vs_control", {}).get("ndcg@10")
         d = e["diagnostics"]
         t.add_row(arm, str(len(e["runs"])), f"{e['over_seeds']['hr@10']['mean']:.4f}",
-                  f"{e['over_seeds']['ndcg@10']['mean']:.4f}",
-                  f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}]" if pv else "—",
+                  f"{e['over_seeds']['ndcg@10']['mean']:.4f}", ci(e.get("paired_vs_control", {}).get("ndcg@10")),
+                  ci(e.get("paired_vs_stage1", {}).get("ndcg@10")),
                   f"{np.median([x['seconds_per_step'] for x in d]):.2f}", _mean_of(d, "zero_variance_share"),
                   _mean_of(d, "target_in_rollouts"))
     console.print(t)
@@ -285,13 +340,15 @@ def main() -> None:
     if args.stage1 is not None:
         stage1 = args.stage1.resolve()
         missing = [e for e in ("sft", "sasrec") if not (stage1 / e / "metrics.json").is_file()]
-        if missing:
+        if missing and not args.collect:
             raise SystemExit(f"--stage1 {args.stage1}: no finished {' or '.join(missing)} run in it; "
                              "give a pipeline output folder whose sft and sasrec stages have finished")
         work = work / f"from-{stage1.name}"
     else:
         stage1 = work / "stage1" if args.collect else run_stage1(scale_name, work)
-    arms = [a for a in args.arms if (stage1 / ARMS[a].get("from", "sft") / "metrics.json").is_file() or not args.stage1]
+    archive = None if args.quick else ARCHIVE / work.relative_to(args.work)
+    arms = [a for a in args.arms if (stage1 / ARMS[a].get("from", "sft") / "metrics.json").is_file()
+            or not args.stage1 or args.collect]
     for a in sorted(set(args.arms) - set(arms)):
         console.print(f"[yellow]skipping {a}: {rel(stage1)} has no finished {ARMS[a]['from']} run[/yellow]")
     runs = {arm: [work / arm / f"seed{s}" for s in args.seeds] for arm in arms}
@@ -299,11 +356,24 @@ def main() -> None:
         for arm, rs in runs.items():
             for seed, run in zip(args.seeds, rs, strict=True):
                 train_arm(run, stage2_config(stage1, arm, seed, scale), args.quick, args.threads)
-    summary, raw = collect(stage1, runs)
+    stage1_sft = stage1 / "sft"
+    if archive is not None:  # archive every finished live run; read the archive where a live run is gone
+        for rs in runs.values():
+            for run in filter(is_finished, rs):
+                archive_run(run, archive / run.relative_to(work))
+        if is_finished(stage1_sft):
+            archive_run(stage1_sft, archive / "stage1-sft")
+        stage1_sft = finished_folder(stage1_sft, archive / "stage1-sft") or stage1_sft
+    done = {arm: [d for r in rs if (d := finished_folder(r, archive / r.relative_to(work) if archive else r))]
+            for arm, rs in runs.items()}
+    if not (stage1_sft / "metrics.json").is_file():
+        raise SystemExit(f"no finished stage-1 SFT run in {rel(stage1)} (nor archived under "
+                         f"{rel(archive) if archive else '—'}): train stage 1 first (run without --collect)")
+    summary, raw = collect(stage1_sft, {arm: d for arm, d in done.items() if d})
     print_table(raw)
     config = {"scale": scale_name, "scale_settings": scale, "arms": ARMS, "seeds": args.seeds,
-              "stage1": (yaml.safe_load((stage1 / "sft" / "config.yaml").read_text()) if args.stage1 is not None else
-                         stage1_pipeline(scale_name, work) if not args.collect else None),
+              "stage1": (yaml.safe_load((stage1_sft / "config.yaml").read_text())
+                         if args.stage1 is not None or args.collect else stage1_pipeline(scale_name, work)),
               "stage1_folder": rel(stage1)}
     raw["wall_seconds"] = round(time.perf_counter() - t0, 1)
     if args.quick or args.result is not None:
