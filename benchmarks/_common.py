@@ -99,6 +99,43 @@ def train_run(run: Path, cfg: dict[str, Any], threads: int) -> None:
     console.print(f"{rel(run)}: {status} in {time.perf_counter() - t0:.0f} s")
 
 
+# ----------------------------------------------------------------------------- run archive
+# A finished run's small files (metrics, log, config, per-example ranks; never weights) are copied into
+# benchmarks/results/<bench>-runs/ in the layout of the work folder and committed, so a benchmark
+# re-collects every run ever measured even where the run folders are gone (another session, another
+# machine). A live run folder wins over its archived copy.
+RUN_FILES = ("metrics.json", "metrics_valid.json", "history.jsonl", "config.yaml", "ranks_test.parquet",
+             "ranks_valid.parquet")
+
+
+def is_finished(run: Path) -> bool:
+    return (run / "metrics.json").is_file()
+
+
+def archive_run(run: Path, dest: Path) -> None:
+    """Copy a finished run's small files (`RUN_FILES`) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        if (run / name).is_file():
+            shutil.copyfile(run / name, dest / name)
+
+
+def finished_runs(runs: list[Path], work: Path, archive: Path | None) -> list[Path]:
+    """The finished ones of `runs` (folders under `work`): each finished live run is archived under
+    `archive` (same layout) and returned; a run whose folder is gone or unfinished is returned as its
+    archived copy where there is one. `archive=None`: live runs only."""
+    out = []
+    for run in runs:
+        copy = archive / run.relative_to(work) if archive is not None else None
+        if is_finished(run):
+            if copy is not None:
+                archive_run(run, copy)
+            out.append(run)
+        elif copy is not None and is_finished(copy):
+            out.append(copy)
+    return out
+
+
 def eval_run(run: Path, split: str, threads: int) -> None:
     """Evaluate a finished run on `split` through the CLI in a child process (skipped when its ranks
     file exists), with the run's own evaluation settings; `threads` torch threads."""

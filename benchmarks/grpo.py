@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,10 @@ from _common import (
     RESULTS,
     ROOT,
     SHARED_DATA,
+    archive_run,
     console,
+    finished_runs,
+    is_finished,
     mean_ci,
     paired_ci,
     rel,
@@ -200,26 +202,7 @@ def diagnostics(run: Path) -> dict[str, Any]:
     return out
 
 
-# ----------------------------------------------------------------------------- archive
 ARCHIVE = RESULTS / "grpo-runs"
-ARCHIVED = ("metrics.json", "history.jsonl", "ranks_test.parquet", "ranks_valid.parquet", "config.yaml")
-
-
-def is_finished(run: Path) -> bool:
-    return (run / "metrics.json").is_file() and (run / "ranks_test.parquet").is_file()
-
-
-def archive_run(run: Path, dest: Path) -> None:
-    """Copy a finished run's metrics, log, config and per-example ranks into the committed archive."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ARCHIVED:
-        if (run / name).is_file():
-            shutil.copyfile(run / name, dest / name)
-
-
-def finished_folder(run: Path, archived: Path) -> Path | None:
-    """The folder holding a finished run: the run folder when it is there, else its archived copy."""
-    return next((d for d in (run, archived) if is_finished(d)), None)
 
 
 # ----------------------------------------------------------------------------- collection
@@ -357,15 +340,12 @@ def main() -> None:
             for seed, run in zip(args.seeds, rs, strict=True):
                 train_arm(run, stage2_config(stage1, arm, seed, scale), args.quick, args.threads)
     stage1_sft = stage1 / "sft"
-    if archive is not None:  # archive every finished live run; read the archive where a live run is gone
-        for rs in runs.values():
-            for run in filter(is_finished, rs):
-                archive_run(run, archive / run.relative_to(work))
+    if archive is not None:  # stage 1's SFT run is archived beside the arms
         if is_finished(stage1_sft):
             archive_run(stage1_sft, archive / "stage1-sft")
-        stage1_sft = finished_folder(stage1_sft, archive / "stage1-sft") or stage1_sft
-    done = {arm: [d for r in rs if (d := finished_folder(r, archive / r.relative_to(work) if archive else r))]
-            for arm, rs in runs.items()}
+        elif is_finished(archive / "stage1-sft"):
+            stage1_sft = archive / "stage1-sft"
+    done = {arm: finished_runs(rs, work, archive) for arm, rs in runs.items()}
     if not (stage1_sft / "metrics.json").is_file():
         raise SystemExit(f"no finished stage-1 SFT run in {rel(stage1)} (nor archived under "
                          f"{rel(archive) if archive else '—'}): train stage 1 first (run without --collect)")

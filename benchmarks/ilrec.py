@@ -53,8 +53,9 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, console, eval_run, mean_ci, override_suffix, paired_ci,
-                     parse_sets, rel, seed_mean_per_example, train_run, write_result)
+from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, archive_run, console, eval_run, finished_runs, is_finished,
+                     mean_ci, override_suffix, paired_ci, parse_sets, rel, seed_mean_per_example, train_run,
+                     write_result)
 from sidrec.utils.io import merge_config, read_json
 from sidrec.utils.runs import environment_info
 
@@ -214,6 +215,13 @@ def negatives_report(work: Path, data: Path) -> dict[str, Any] | None:
             "mean_item_target_count": float(len(train) / len(ds.item_ids))}
 
 
+def seed_folders(folder: Path, archived: Path) -> list[Path]:
+    """The seed<N> run folders of an arm, live (under `folder`) or only archived, as live paths."""
+    names = {d.name for base in (folder, archived) if base.is_dir()
+             for d in base.glob("seed*") if d.name[4:].isdigit()}
+    return [folder / n for n in sorted(names, key=lambda n: int(n[4:]))]
+
+
 def diagnostics(run: Path) -> dict[str, Any]:
     rows = [json.loads(x) for x in (run / "history.jsonl").read_text().splitlines() if x.strip()]
     train = [r for r in rows if "loss" in r and "valid" not in r]
@@ -278,13 +286,20 @@ def main() -> None:
         if not args.collect:
             with ThreadPoolExecutor(args.workers) as pool:
                 list(pool.map(lambda job: train_run(job[0], job[1], args.threads), jobs))
-        # collect every finished run of every arm, whatever this invocation trained
-        runs = {arm: sorted((work / arm).glob("seed*"), key=lambda r: int(r.name[4:])) for arm in STAGE2_ARMS}
+        # collect every finished run of every arm, whatever this invocation trained, live or archived
+        # (benchmarks/results/ilrec-runs/: metrics, logs and ranks, committed; a live run wins)
+        archive = RESULTS / "ilrec-runs" / work.relative_to(args.work)
+        runs = {arm: seed_folders(work / arm, archive / arm) for arm in STAGE2_ARMS}
         runs.update({f"sweep.{key}": [work / "sweep" / key] for key in [*SWEEP, "control"]})
         if args.valid and not args.collect:
-            finished = [r for arm in {"sft_continued", *args.arms} for r in runs[arm] if (r / "metrics.json").is_file()]
+            finished = [r for arm in {"sft_continued", *args.arms} for r in runs[arm] if is_finished(r)]
             with ThreadPoolExecutor(args.workers) as pool:
                 list(pool.map(lambda r: eval_run(r, "valid", args.threads), finished))
+        runs = {arm: finished_runs(rs, work, archive) for arm, rs in runs.items()}
+        if is_finished(sft):
+            archive_run(sft, archive / "sft")
+        elif is_finished(archive / "sft"):
+            sft = archive / "sft"
         res: dict[str, Any] = {"sft": read_json(sft / "metrics.json") if (sft / "metrics.json").is_file() else None,
                                "sasrec": read_json(sasrec / "metrics.json")["test"], "arms": {}}
         per_example: dict[str, Any] = {}
@@ -293,8 +308,7 @@ def main() -> None:
             _, per_example["sft"] = seed_mean_per_example([sft])
             if (sft / "ranks_valid.parquet").is_file():
                 _, per_example_valid["sft"] = seed_mean_per_example([sft], "valid")
-        for arm, rs in runs.items():
-            done = [r for r in rs if (r / "metrics.json").is_file()]
+        for arm, done in runs.items():
             if not done:
                 continue
             metrics = [read_json(r / "metrics.json") for r in done]

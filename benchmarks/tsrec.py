@@ -39,8 +39,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, mean_ci, override_suffix, paired_ci, parse_sets,
-                     rel, seed_mean_per_example, train_run, write_result)
+from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, finished_runs, mean_ci, override_suffix, paired_ci,
+                     parse_sets, rel, seed_mean_per_example, train_run, write_result)
 from sidrec.utils.io import merge_config, read_json
 
 console = Console()
@@ -259,8 +259,11 @@ def main() -> None:
             list(pool.map(lambda job: train_run(job[0], job[1], args.threads), jobs))
         console.print(f"all runs finished in {time.perf_counter() - t0:.0f} s")
 
-    done = {arm: [r for r in rs if (r / "metrics.json").is_file()] for arm, rs in runs.items()}
-    missing = [str(r) for arm, rs in runs.items() for r in rs if r not in done[arm]]
+    # finished runs, live or archived (benchmarks/results/tsrec-runs/: metrics, logs and ranks, committed)
+    archive = None if args.smoke else RESULTS / "tsrec-runs"
+    done = {arm: finished_runs(rs, args.work, archive) for arm, rs in runs.items()}
+    live = {arm: [r for r in rs if r.is_relative_to(args.work)] for arm, rs in done.items()}  # with weights
+    missing = [str(r) for arm, rs in runs.items() for r in rs if r.name not in {d.name for d in done[arm]}]
     if missing:
         console.print(f"[yellow]missing runs (not in the table):[/] {missing}")
     raw: dict[str, Any] = {}
@@ -305,10 +308,10 @@ def main() -> None:
         if "paired_vs_sft" in r:
             summary[f"industrial.{arm}.ndcg@10_vs_sft"] = r["paired_vs_sft"]["ndcg@10"]["diff"]
         summary[f"industrial.{arm}.valid_curve_mean"] = r["valid_curve_mean"]
-    diagnostics = embedding_diagnostics(data, semantics, done) if done.get("released.sa_init") else {}
+    diagnostics = embedding_diagnostics(data, semantics, live) if live.get("released.sa_init") else {}
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot_curves(curves, RESULTS / "tsrec_curves.png")
-    seed0 = [done[a][0] for a in ("sft", "released.sa_init", "released.ts_align", "released.tsrec") if done.get(a)]
+    seed0 = [live[a][0] for a in ("sft", "released.sa_init", "released.ts_align", "released.tsrec") if live.get(a)]
     if len(seed0) > 1:
         from sidrec.reporting.report import write_report
 
