@@ -13,14 +13,17 @@ evaluated on the whole test split and compared with the recipe by a paired boots
 | mean_init | `model.sid_init: mean` (the library's resize: every SID row starts as one vector) |
 | tfidf_init / sampled_init | the other distinct initialisation |
 | one_lr | `training.sid_lr` unset: one learning rate for every weight |
+| bucket_by_length | `training.bucket_by_length: true` (batches of similar-length examples: less padding) |
 | old | the previous demo recipe: prompt, full softmax, mean init, one lr of 2e-3, 230 steps |
 
     python benchmarks/sft_recipe.py --epochs 4 --set model.sid_init=sampled   # the demo, as in docs/llm.md
     python benchmarks/sft_recipe.py --arms recipe tfidf_init
     python benchmarks/sft_recipe.py --collect
+    python benchmarks/sft_recipe.py --key demo_config --arms recipe bucket_by_length   # the config as it is
 
-Writes benchmarks/results/sft_recipe.json: summary `<ds>.<arm>.ndcg@10`, `<ds>.<arm>.ndcg@10_vs_recipe`
-(`_lo` / `_hi`), `<ds>.<arm>.train_seconds`, `<ds>.<arm>.targets_per_second`.
+Writes benchmarks/results/sft_recipe.json: summary `<key>.<arm>.ndcg@10`, `<key>.<arm>.ndcg@10_vs_recipe`
+(`_lo` / `_hi`), `<key>.<arm>.train_seconds`, `<key>.<arm>.targets_per_second`; `<key>` is the dataset
+unless `--key` names the setting (another recipe length or override set keeps its own rows and runs).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from sidrec.pipelines.run import load_pipeline_config, run_pipeline
 from sidrec.utils.io import merge_config, read_json
 
 CONFIGS = {"demo": "demo-cpu", "industrial": "industrial-partial-cpu"}
-ARMS = ("recipe", "prompt_format", "full_softmax", "mean_init", "tfidf_init", "sampled_init", "one_lr", "old")
+ARMS = ("recipe", "prompt_format", "full_softmax", "mean_init", "tfidf_init", "sampled_init", "one_lr",
+        "bucket_by_length", "old")
 
 
 def arm_config(base: dict[str, Any], arm: str, steps: int | None) -> dict[str, Any] | None:
@@ -59,6 +63,8 @@ def arm_config(base: dict[str, Any], arm: str, steps: int | None) -> dict[str, A
         model["sid_init"] = init
     elif arm == "one_lr":
         training.pop("sid_lr", None)
+    elif arm == "bucket_by_length":
+        training["bucket_by_length"] = True
     elif arm == "old":
         model.pop("sid_init", None)
         for key in ("format", "sid_softmax", "separator"):
@@ -88,6 +94,7 @@ def main() -> None:
     ap.add_argument("--collect", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=None, help="the recipe's epochs (default: the config's)")
+    ap.add_argument("--key", default=None, help="the results' key and work folder (default: the dataset's name)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="overrides of the recipe (the config's sft entry), e.g. model.sid_init=sampled")
     args = ap.parse_args()
@@ -99,7 +106,8 @@ def main() -> None:
     if args.epochs is not None:
         recipe.setdefault("training", {})["epochs"] = args.epochs
     recipe = merge_config(recipe, {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)})
-    out = args.work / args.dataset
+    key = args.key or args.dataset
+    out = args.work / key
     arms = ["recipe"] + [a for a in args.arms if a != "recipe"]
     steps = None
     done: dict[str, Path] = {}
@@ -121,7 +129,7 @@ def main() -> None:
     path = RESULTS / "sft_recipe.json"
     old = read_json(path) if path.is_file() else {}
     raw = dict(old.get("raw", {}))
-    summary = {k: v for k, v in old.get("summary", {}).items() if not k.startswith(f"{args.dataset}.")}
+    summary = {k: v for k, v in old.get("summary", {}).items() if not k.startswith(f"{key}.")}
     if "recipe" not in done:
         raise SystemExit(f"no finished recipe run under {out}: run without --collect first")
     ref = per_example(done["recipe"])
@@ -135,21 +143,21 @@ def main() -> None:
                      "best_step": m["train"]["best_step"], "n": int(len(pe["ndcg@10"]))}
         if arm != "recipe":
             rows[arm]["vs_recipe"] = paired_ci(ref, pe)
-        summary[f"{args.dataset}.{arm}.ndcg@10"] = rows[arm]["test"]["ndcg@10"]
-        summary[f"{args.dataset}.{arm}.train_seconds"] = rows[arm]["train_seconds"]
-        summary[f"{args.dataset}.{arm}.targets_per_second"] = rows[arm]["targets_per_second"]
+        summary[f"{key}.{arm}.ndcg@10"] = rows[arm]["test"]["ndcg@10"]
+        summary[f"{key}.{arm}.train_seconds"] = rows[arm]["train_seconds"]
+        summary[f"{key}.{arm}.targets_per_second"] = rows[arm]["targets_per_second"]
         if arm != "recipe":
             c = rows[arm]["vs_recipe"]["ndcg@10"]
-            key = f"{args.dataset}.{arm}.ndcg@10_vs_recipe"
-            summary[key], summary[f"{key}_lo"], summary[f"{key}_hi"] = c["diff"], c["ci95"][0], c["ci95"][1]
+            k = f"{key}.{arm}.ndcg@10_vs_recipe"
+            summary[k], summary[f"{k}_lo"], summary[f"{k}_hi"] = c["diff"], c["ci95"][0], c["ci95"][1]
     for arm in arms:  # validation curves of every arm, finished or not (an interrupted arm resumes on the next run)
         hist = out / arm / "history.jsonl"
         if hist.is_file():
             curve = [(r["step"], r["valid"]["ndcg@10"]) for r in map(json.loads, hist.read_text().splitlines())
                      if "valid" in r]
             rows.setdefault(arm, {"finished": False})["valid_curve"] = curve
-    raw[args.dataset] = rows
-    t = Table(title=f"SFT recipe ablation · {args.dataset} · test ({rows['recipe']['n']:,} rows), one seed")
+    raw[key] = rows
+    t = Table(title=f"SFT recipe ablation · {key} · test ({rows['recipe']['n']:,} rows), one seed")
     for col in ("arm", "steps", "NDCG@10", "Δ vs recipe [95% CI]", "HR@10", "train s", "targets/s"):
         t.add_column(col, justify="right")
     for arm, r in rows.items():
@@ -161,10 +169,15 @@ def main() -> None:
                   f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "—",
                   f"{r['test']['hr@10']:.4f}", f"{r['train_seconds']:.0f}", f"{r['targets_per_second'] or 0:.0f}")
     console.print(t)
-    path = write_result("sft_recipe", summary=summary, config={"datasets": {args.dataset: CONFIGS[args.dataset]},
-                                                                "arms": arms, "recipe_epochs": args.epochs,
-                                                                "recipe_overrides": args.set, "recipe": recipe},
-                        raw=raw)
+    old_config = old.get("config", {})
+    settings = dict(old_config.get("settings", {}))
+    if "datasets" in old_config:  # a results file from before --key: one setting, named by its dataset
+        for name, config_name in old_config["datasets"].items():
+            settings.setdefault(name, {"dataset": config_name, **{k: old_config.get(k) for k in (
+                "arms", "recipe_epochs", "recipe_overrides", "recipe")}})
+    settings[key] = {"dataset": CONFIGS[args.dataset], "arms": arms, "recipe_epochs": args.epochs,
+                     "recipe_overrides": args.set, "recipe": recipe}
+    path = write_result("sft_recipe", summary=summary, config={"settings": settings}, raw=raw)
     console.print(f"wrote {path.relative_to(ROOT)}")
 
 
