@@ -24,8 +24,8 @@
     python benchmarks/grpo.py --quick               # a tiny synthetic setup end to end (minutes on 2 cores);
                                                     # writes runs/bench-grpo/quick/result.json only
 
-Runs live in runs/bench-grpo/<scale>/… (stage 1 under stage1/, stage 2 under <arm>/seed<N>), each a
-normal run folder. Each finished stage-2 run's metrics, log and per-example ranks (and stage 1's SFT
+Runs live in runs/bench-grpo/<scale>/… (stage 1 under seed<S>/, its stage 2 under from-seed<S>/<arm>/seed<N>;
+with `--stage1 DIR`, stage 2 under from-<DIR's name>/), each a normal run folder. Each finished stage-2 run's metrics, log and per-example ranks (and stage 1's SFT
 metrics and config) are archived under benchmarks/results/grpo-runs/ in the same layout (committed,
 tens of KB per run), so the results are re-collected from every run ever measured even where the run
 folders are gone (another session, another machine): a live run folder wins over its archived copy. Writes benchmarks/results/grpo.json (not with --quick) with summary keys
@@ -106,16 +106,18 @@ SCALES: dict[str, dict[str, Any]] = {
 
 
 # ----------------------------------------------------------------------------- stage 1
-def stage1_pipeline(scale: str, work: Path) -> dict[str, Any]:
-    """The pipeline config of stage 1: the packaged one's data, SIDs, SASRec and `sft` entry, + tfidf
-    semantics and a `tsrec` entry (or, for --quick, the same shape on a tiny synthetic setup)."""
+def stage1_pipeline(scale: str, out: Path, seed: int) -> dict[str, Any]:
+    """The pipeline config of stage 1 (into `out`, every model with `seed`): the packaged one's data,
+    SIDs, SASRec and `sft` entry, + tfidf semantics and a `tsrec` entry (or, for --quick, the same
+    shape on a tiny synthetic setup). Its `sft` and `sasrec` runs are quality.py's for that seed (the
+    same configs and seeds; CPU training is deterministic), so `--stage1-seed 2` re-creates the stage 1
+    of the measured table."""
     from sidrec.pipelines.run import load_pipeline_config
 
-    out = work / "stage1"
     if scale == "quick":
         from sidrec.llm.tiny import make_tiny_lm
 
-        lm = work / "lm"
+        lm = out.parent / "lm"
         if not (lm / "config.json").is_file():
             make_tiny_lm(lm, hidden=32, layers=2)
         sft = {"model": {"name_or_path": str(lm)}, "data": {"tasks": {"seqrec": 1.0}, "compact": True},
@@ -133,6 +135,8 @@ def stage1_pipeline(scale: str, work: Path) -> dict[str, Any]:
         cfg["baselines"] = {"sasrec": cfg["baselines"].get("sasrec", {})}
         cfg["train"] = {"sft": cfg["train"]["sft"]}
     cfg["semantics"] = {"teacher": "tfidf"}
+    cfg["baselines"]["sasrec"]["seed"] = seed
+    cfg["train"]["sft"].setdefault("training", {})["seed"] = seed
     tsrec = copy.deepcopy(cfg["train"]["sft"])
     tsrec["method"] = "tsrec"
     tsrec["model"] = {k: v for k, v in tsrec["model"].items() if k != "sid_init"}  # SA-Init sets the SID rows
@@ -141,13 +145,11 @@ def stage1_pipeline(scale: str, work: Path) -> dict[str, Any]:
     return cfg
 
 
-def run_stage1(scale: str, work: Path) -> Path:
-    """Train (or reuse) stage 1; returns the pipeline's output folder."""
+def run_stage1(scale: str, out: Path, seed: int) -> None:
+    """Train (or reuse: every stage is cached) stage 1 into `out`."""
     from sidrec.pipelines.run import PipelineConfig, run_pipeline
 
-    cfg = PipelineConfig.model_validate(stage1_pipeline(scale, work))
-    run_pipeline(cfg)
-    return Path(cfg.out)
+    run_pipeline(PipelineConfig.model_validate(stage1_pipeline(scale, out, seed)))
 
 
 # ----------------------------------------------------------------------------- stage 2
@@ -309,6 +311,9 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--collect", action="store_true", help="only read finished runs")
+    ap.add_argument("--stage1-seed", type=int, default=2,
+                    help="the seed of the stage 1 this script trains (into WORK/<scale>/seed<N>; default 2, the "
+                         "measured table's)")
     ap.add_argument("--stage1", type=Path, default=None,
                     help="a finished pipeline output folder (with sft/ and sasrec/, e.g. a quality.py seed) to use as "
                          "stage 1 instead of training one; arms from a missing entry (tsrec/) are skipped, said so")
@@ -326,9 +331,11 @@ def main() -> None:
         if missing and not args.collect:
             raise SystemExit(f"--stage1 {args.stage1}: no finished {' or '.join(missing)} run in it; "
                              "give a pipeline output folder whose sft and sasrec stages have finished")
-        work = work / f"from-{stage1.name}"
     else:
-        stage1 = work / "stage1" if args.collect else run_stage1(scale_name, work)
+        stage1 = work / f"seed{args.stage1_seed}"
+        if not args.collect:
+            run_stage1(scale_name, stage1, args.stage1_seed)
+    work = work / f"from-{stage1.name}"  # stage 2 of this stage 1 (its archive: grpo-runs/<scale>/from-<name>)
     archive = None if args.quick else ARCHIVE / work.relative_to(args.work)
     arms = [a for a in args.arms if (stage1 / ARMS[a].get("from", "sft") / "metrics.json").is_file()
             or not args.stage1 or args.collect]
@@ -353,7 +360,8 @@ def main() -> None:
     print_table(raw)
     config = {"scale": scale_name, "scale_settings": scale, "arms": ARMS, "seeds": args.seeds,
               "stage1": (yaml.safe_load((stage1_sft / "config.yaml").read_text())
-                         if args.stage1 is not None or args.collect else stage1_pipeline(scale_name, work)),
+                         if args.stage1 is not None or args.collect
+                         else stage1_pipeline(scale_name, stage1, args.stage1_seed)),
               "stage1_folder": rel(stage1)}
     raw["wall_seconds"] = round(time.perf_counter() - t0, 1)
     if args.quick or args.result is not None:
