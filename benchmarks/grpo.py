@@ -303,6 +303,32 @@ def print_table(raw: dict[str, Any]) -> None:
     console.print(t)
 
 
+def print_markdown(raw: dict[str, Any]) -> None:
+    """The docs' table from a results file: per arm, test HR / NDCG@10 (mean over seeds), the paired
+    Δ NDCG@10 against its control on test and validation and against stage 1, and the diagnostics."""
+    def ci(pv: dict[str, Any] | None) -> str:
+        return f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}]" if pv else ""
+
+    print("| arm | seeds | test HR@10 | test NDCG@10 | Δ vs control, test | Δ vs control, validation | Δ vs stage 1, test "
+          "| s / step | KL | zero-variance groups | target in G |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| stage 1 (SFT) | 1 | {raw['sft']['hr@10']:.4f} | {raw['sft']['ndcg@10']:.4f} | | | | | | | |")
+    for arm, e in raw["arms"].items():
+        d = e["diagnostics"]
+
+        def mean(key: str, fmt: str = ".2f") -> str:
+            vals = [x[key]["mean"] for x in d if key in x]
+            return format(float(np.mean(vals)), fmt) if vals else ""
+
+        control = f" (vs `{e['control']}`)" if e.get("control", "sft_continued") != "sft_continued" else ""
+        print(f"| `{arm}`{control} | {len(e['runs'])} | {e['over_seeds']['hr@10']['mean']:.4f} | "
+              f"{e['over_seeds']['ndcg@10']['mean']:.4f} | {ci(e.get('paired_vs_control', {}).get('ndcg@10'))} | "
+              f"{ci(e.get('valid_paired_vs_control', {}).get('ndcg@10'))} | "
+              f"{ci(e.get('paired_vs_stage1', {}).get('ndcg@10'))} | "
+              f"{np.median([x['seconds_per_step'] for x in d]):.2f} | {mean('kl')} | {mean('zero_variance_share')} | "
+              f"{mean('target_in_rollouts')} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=["cpu", "gpu"], default="cpu")
@@ -311,6 +337,7 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--collect", action="store_true", help="only read finished runs")
+    ap.add_argument("--markdown", action="store_true", help="print the results file's table as markdown (no runs needed)")
     ap.add_argument("--stage1-seed", type=int, default=2,
                     help="the seed of the stage 1 this script trains (into WORK/<scale>/seed<N>; default 2, the "
                          "measured table's)")
@@ -321,6 +348,9 @@ def main() -> None:
     ap.add_argument("--result", type=Path, default=None,
                     help="where to write the results (default: benchmarks/results/grpo.json; --quick: WORK/quick/result.json)")
     args = ap.parse_args()
+    if args.markdown:
+        print_markdown(read_json(args.result or RESULTS / "grpo.json")["raw"])
+        return
     scale_name = "quick" if args.quick else args.scale
     scale = SCALES[scale_name]
     work = args.work / scale_name
