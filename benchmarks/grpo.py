@@ -397,7 +397,7 @@ def main() -> None:
     if args.quick or args.result is not None:
         from sidrec.utils.runs import environment_info
 
-        path = args.result or work / "result.json"
+        path = args.result or args.work / scale_name / "result.json"
         write_json(path, {"summary": summary, "environment": environment_info(), "config": config, "raw": raw})
     else:
         path = write_result("grpo", summary=summary, config=config, raw=raw)
