@@ -244,16 +244,23 @@ def collect(stage1_sft: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, An
         summary[f"industrial.{arm}.ndcg@10_vs_stage1_hi"] = pv["ci95"][1]
     for arm, entry in raw["arms"].items():
         control_arm = ARMS[arm].get("control", "sft_continued")
-        control = per_example.get(control_arm)
-        if control is None or arm in CONTROLS or arm == "tsrec_grpo" or arm not in per_example:
+        if control_arm not in per_example or arm in CONTROLS or arm == "tsrec_grpo" or arm not in per_example:
             continue
+        # against the control on the same seeds, so that an arm with fewer finished seeds is still paired
+        seeds = {r.name for r in runs[arm]}
+        same = [r for r in runs[control_arm] if r.name in seeds]
+        if len(same) < len(seeds):
+            continue
+        control = seed_mean_per_example(same)[1]
         entry["control"] = control_arm
+        entry["control_seeds"] = len(same)
         entry["paired_vs_control"] = paired_ci(control, per_example[arm])
         pv = entry["paired_vs_control"]["ndcg@10"]
         summary[f"industrial.{arm}.ndcg@10_vs_control"] = pv["diff"]
         summary[f"industrial.{arm}.ndcg@10_vs_control_lo"] = pv["ci95"][0]
         summary[f"industrial.{arm}.ndcg@10_vs_control_hi"] = pv["ci95"][1]
-        valid_control = per_example_valid.get(control_arm)
+        valid_control = (seed_mean_per_example(same, split="valid")[1] if control_arm in per_example_valid
+                         else None)
         if valid_control is not None and arm in per_example_valid:
             entry["valid_paired_vs_control"] = paired_ci(valid_control, per_example_valid[arm])
             pv = entry["valid_paired_vs_control"]["ndcg@10"]
