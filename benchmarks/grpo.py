@@ -356,7 +356,10 @@ def main() -> None:
                     help="where to write the results (default: benchmarks/results/grpo.json; --quick: WORK/quick/result.json)")
     args = ap.parse_args()
     if args.markdown:
-        print_markdown(read_json(args.result or RESULTS / "grpo.json")["raw"])
+        path = args.result or RESULTS / "grpo.json"
+        if not path.is_file():
+            raise SystemExit(f"--markdown: no results file {path}; run the benchmark (or --collect) first")
+        print_markdown(read_json(path)["raw"])
         return
     scale_name = "quick" if args.quick else args.scale
     scale = SCALES[scale_name]

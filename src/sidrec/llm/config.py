@@ -50,8 +50,8 @@ class TrainingSettings(BaseModel):
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     max_length: int | None = Field(512, ge=16, description="truncate examples from the prompt's start")
-    bucket_by_length: bool = Field(False, description="batch examples of similar length (less padding; the "
-                                                      "epoch's examples and batch count unchanged)")
+    bucket_by_length: bool = Field(False, description="batch examples of similar length (less padding, same "
+                                                      "examples and batch count; cost quality on the demo: docs/llm.md)")
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N optimizer steps (None: each epoch)")
     eval_metric: Literal["ndcg@10", "hr@10", "loss"] = "ndcg@10"
     eval_samples: int | None = Field(500, ge=1, description="fixed validation sample for early stopping (None: all)")
