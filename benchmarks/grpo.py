@@ -11,9 +11,10 @@
    - `grpo_<reward>`: each reward alone (rule, ranking, prefix, cf, semantic);
    - `tsrec_grpo`: `grpo`'s settings from the `tsrec` run instead;
    - `sft_continued_sidlr` / `grpo_sidlr`: the control and `grpo` with the SID rows' lr at 10× the
-     stage-2 lr (the recipe's ratio) instead of stage 1's, `grpo_sidlr` paired with its own control.
-3. Test HR/NDCG@10 on a fixed sample of the test split (beam 20); paired bootstrap over test examples
-   against the control (per-example metrics averaged over seeds first).
+     stage-2 lr (the recipe's ratio) instead of stage 1's, `grpo_sidlr` paired with its own control;
+   - `grpo_g32`: `grpo` with G = 32 rollouts (the group-size follow-up); `grpo_cf_rule`: cf + 0.7 rule.
+3. HR/NDCG@10 on the whole test and validation splits (beam 20); paired bootstrap over examples against
+   the control on the same seeds and against the stage-1 model (per-example metrics averaged over seeds first).
 4. Cost and diagnostics from the runs' logs: seconds per optimizer step against the control's (training
    time without evaluation), the share of zero-variance groups, reward and KL curves.
 
@@ -31,6 +32,8 @@ tens of KB per run), so the results are re-collected from every run ever measure
 folders are gone (another session, another machine): a live run folder wins over its archived copy. Writes benchmarks/results/grpo.json (not with --quick) with summary keys
 `industrial.<arm>.ndcg@10`, `.hr@10`, `.ndcg@10_vs_control` (+ `_lo` / `_hi`: the 95% CI) for `grpo`
 and each `grpo_<reward>`, `industrial.tsrec_grpo.ndcg@10` / `.hr@10`, `industrial.sft.ndcg@10` (stage 1),
+`industrial.tsrec.ndcg@10` (TS-Rec's stage 1), `industrial.tsrec_grpo.ndcg@10_vs_grpo` (+ `_lo` / `_hi`: the
+whole TS-Rec pipeline against SFT → GRPO on the same seeds),
 `industrial.<arm>.ndcg@10_vs_stage1` (+ `_lo` / `_hi`: each arm against the stage-1 model it starts from),
 `grpo.step_time_ratio_vs_sft` (median seconds per step of `grpo` over the control's) and
 `grpo.zero_variance_group_share` (`grpo`'s mean over its logged steps), and `seeds`.
@@ -82,6 +85,12 @@ ARMS: dict[str, dict[str, Any]] = {
     "sft_continued_sidlr": {"method": "sft", "data": {"tasks": {"seqrec": 1.0}}, "training": {"sid_lr": 5e-4}},
     "grpo_sidlr": {"method": "grpo", "grpo": {"rewards": THREE}, "training": {"sid_lr": 5e-4},
                    "control": "sft_continued_sidlr"},
+    # the group-size follow-up: `grpo` with twice the rollouts (each wrong rollout's advantage is smaller
+    # against the one that hits the target, and the target is among them more often)
+    "grpo_g32": {"method": "grpo", "grpo": {"rewards": THREE, "num_generations": 32}},
+    # cf with the target reward: rule at 0.7 so that both spread about equally within a group (the measured
+    # mean within-group std: cf 0.16, rule 0.22)
+    "grpo_cf_rule": {"method": "grpo", "grpo": {"rewards": {"cf": 1.0, "rule": 0.7}}},
 }
 CONTROLS = {"sft_continued", "sft_continued_sidlr"}
 SCALES: dict[str, dict[str, Any]] = {
@@ -208,12 +217,19 @@ ARCHIVE = RESULTS / "grpo-runs"
 
 
 # ----------------------------------------------------------------------------- collection
-def collect(stage1_sft: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(summary, raw) from the finished runs (folders holding metrics.json and the ranks)."""
+def collect(stage1: dict[str, Path], runs: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(summary, raw) from the finished runs (folders holding metrics.json and the ranks); `stage1` maps
+    each finished stage-1 entry (`sft`, and `tsrec` where it has run) to its run folder."""
     summary: dict[str, Any] = {}
-    raw: dict[str, Any] = {"sft": read_json(stage1_sft / "metrics.json")["test"], "arms": {}}
-    summary["industrial.sft.ndcg@10"] = raw["sft"]["ndcg@10"]
-    stage1_keys, stage1_per_example = seed_mean_per_example([stage1_sft])
+    raw: dict[str, Any] = {"sft": read_json(stage1["sft"] / "metrics.json")["test"], "arms": {}}
+    if "tsrec" in stage1:
+        raw["tsrec"] = read_json(stage1["tsrec"] / "metrics.json")["test"]
+    for entry_name, test in (("sft", raw["sft"]), ("tsrec", raw.get("tsrec"))):
+        if test is not None:
+            summary[f"industrial.{entry_name}.ndcg@10"] = test["ndcg@10"]
+            summary[f"industrial.{entry_name}.hr@10"] = test["hr@10"]
+    stage1_keys, _ = seed_mean_per_example([stage1["sft"]])
+    stage1_per_example = {name: seed_mean_per_example([r])[1] for name, r in stage1.items()}
     per_example: dict[str, Any] = {}
     per_example_valid: dict[str, Any] = {}
     for arm, done in runs.items():
@@ -235,9 +251,11 @@ def collect(stage1_sft: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, An
         for m in ("ndcg@10", "hr@10"):
             summary[f"industrial.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
     for arm, entry in raw["arms"].items():  # what stage 2 adds to (or takes from) the model it starts from
-        if ARMS[arm].get("from", "sft") != "sft":
+        start = ARMS[arm].get("from", "sft")
+        if start not in stage1_per_example:
             continue
-        entry["paired_vs_stage1"] = paired_ci(stage1_per_example, per_example[arm])
+        entry["stage1"] = start
+        entry["paired_vs_stage1"] = paired_ci(stage1_per_example[start], per_example[arm])
         pv = entry["paired_vs_stage1"]["ndcg@10"]
         summary[f"industrial.{arm}.ndcg@10_vs_stage1"] = pv["diff"]
         summary[f"industrial.{arm}.ndcg@10_vs_stage1_lo"] = pv["ci95"][0]
@@ -267,6 +285,16 @@ def collect(stage1_sft: Path, runs: dict[str, list[Path]]) -> tuple[dict[str, An
             summary[f"industrial.{arm}.valid_ndcg@10_vs_control"] = pv["diff"]
             summary[f"industrial.{arm}.valid_ndcg@10_vs_control_lo"] = pv["ci95"][0]
             summary[f"industrial.{arm}.valid_ndcg@10_vs_control_hi"] = pv["ci95"][1]
+    if "tsrec_grpo" in per_example and "grpo" in per_example:  # the whole TS-Rec pipeline against SFT → GRPO
+        seeds = {r.name for r in runs["tsrec_grpo"]}
+        same = [r for r in runs["grpo"] if r.name in seeds]
+        if len(same) == len(seeds):
+            entry = raw["arms"]["tsrec_grpo"]
+            entry["paired_vs_grpo"] = paired_ci(seed_mean_per_example(same)[1], per_example["tsrec_grpo"])
+            pv = entry["paired_vs_grpo"]["ndcg@10"]
+            summary["industrial.tsrec_grpo.ndcg@10_vs_grpo"] = pv["diff"]
+            summary["industrial.tsrec_grpo.ndcg@10_vs_grpo_lo"] = pv["ci95"][0]
+            summary["industrial.tsrec_grpo.ndcg@10_vs_grpo_hi"] = pv["ci95"][1]
     grpo, ctrl = raw["arms"].get("grpo"), raw["arms"].get("sft_continued")
     if grpo and ctrl:
         summary["grpo.step_time_ratio_vs_sft"] = float(
@@ -294,8 +322,10 @@ def print_table(raw: dict[str, Any]) -> None:
     for c in ("arm", "seeds", "HR@10", "NDCG@10", "Δ vs its control", "Δ vs stage 1", "s/step", "zero-var groups",
               "target in G"):
         t.add_column(c, justify="left" if c == "arm" else "right")
-    t.add_row("sft (stage 1)", "1", f"{raw['sft']['hr@10']:.4f}", f"{raw['sft']['ndcg@10']:.4f}", "—", "—", "—", "—",
-              "—")
+    for name in ("sft", "tsrec"):
+        if name in raw:
+            t.add_row(f"{name} (stage 1)", "1", f"{raw[name]['hr@10']:.4f}", f"{raw[name]['ndcg@10']:.4f}", "—", "—",
+                      "—", "—", "—")
 
     def ci(pv: dict[str, Any] | None) -> str:
         return f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}]" if pv else "—"
@@ -319,7 +349,9 @@ def print_markdown(raw: dict[str, Any]) -> None:
     print("| arm | seeds | test HR@10 | test NDCG@10 | Δ vs control, test | Δ vs control, validation | Δ vs stage 1, test "
           "| s / step | KL | zero-variance groups | target in G |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| stage 1 (SFT) | 1 | {raw['sft']['hr@10']:.4f} | {raw['sft']['ndcg@10']:.4f} | | | | | | | |")
+    for name, label in (("sft", "stage 1 (SFT)"), ("tsrec", "stage 1 (TS-Rec SFT)")):
+        if name in raw:
+            print(f"| {label} | 1 | {raw[name]['hr@10']:.4f} | {raw[name]['ndcg@10']:.4f} | | | | | | | |")
     for arm, e in raw["arms"].items():
         d = e["diagnostics"]
 
@@ -328,8 +360,11 @@ def print_markdown(raw: dict[str, Any]) -> None:
             return format(float(np.mean(vals)), fmt) if vals else ""
 
         control = f" (vs `{e['control']}`)" if e.get("control", "sft_continued") != "sft_continued" else ""
+        vs_control = e.get("paired_vs_control", {}).get("ndcg@10")
+        if "paired_vs_grpo" in e:  # the TS-Rec pipeline: its control is SFT → GRPO, its stage 1 TS-Rec's
+            control, vs_control = " (vs `grpo`; stage 1: TS-Rec)", e["paired_vs_grpo"]["ndcg@10"]
         print(f"| `{arm}`{control} | {len(e['runs'])} | {e['over_seeds']['hr@10']['mean']:.4f} | "
-              f"{e['over_seeds']['ndcg@10']['mean']:.4f} | {ci(e.get('paired_vs_control', {}).get('ndcg@10'))} | "
+              f"{e['over_seeds']['ndcg@10']['mean']:.4f} | {ci(vs_control)} | "
               f"{ci(e.get('valid_paired_vs_control', {}).get('ndcg@10'))} | "
               f"{ci(e.get('paired_vs_stage1', {}).get('ndcg@10'))} | "
               f"{np.median([x['seconds_per_step'] for x in d]):.2f} | {mean('kl')} | {mean('zero_variance_share')} | "
@@ -386,17 +421,21 @@ def main() -> None:
         for arm, rs in runs.items():
             for seed, run in zip(args.seeds, rs, strict=True):
                 train_arm(run, stage2_config(stage1, arm, seed, scale), args.quick, args.threads)
-    stage1_sft = stage1 / "sft"
-    if archive is not None:  # stage 1's SFT run is archived beside the arms
-        if is_finished(stage1_sft):
-            archive_run(stage1_sft, archive / "stage1-sft")
-        elif is_finished(archive / "stage1-sft"):
-            stage1_sft = archive / "stage1-sft"
+    stage1_runs: dict[str, Path] = {}
+    for name in ("sft", "tsrec"):  # stage 1's SFT and TS-Rec runs are archived beside the arms
+        run = stage1 / name
+        if archive is not None and is_finished(run):
+            archive_run(run, archive / f"stage1-{name}")
+        elif archive is not None and is_finished(archive / f"stage1-{name}"):
+            run = archive / f"stage1-{name}"
+        if (run / "metrics.json").is_file():
+            stage1_runs[name] = run
     done = {arm: finished_runs(rs, work, archive) for arm, rs in runs.items()}
-    if not (stage1_sft / "metrics.json").is_file():
+    if "sft" not in stage1_runs:
         raise SystemExit(f"no finished stage-1 SFT run in {rel(stage1)} (nor archived under "
                          f"{rel(archive) if archive else '—'}): train stage 1 first (run without --collect)")
-    summary, raw = collect(stage1_sft, {arm: d for arm, d in done.items() if d})
+    stage1_sft = stage1_runs["sft"]
+    summary, raw = collect(stage1_runs, {arm: d for arm, d in done.items() if d})
     print_table(raw)
     config = {"scale": scale_name, "scale_settings": scale, "arms": ARMS, "seeds": args.seeds,
               "stage1": (yaml.safe_load((stage1_sft / "config.yaml").read_text())
