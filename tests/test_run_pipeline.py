@@ -115,3 +115,40 @@ def test_pipeline_with_tsrec_semantics_and_ilrec_stage_two(tmp_path):
     assert _mtime(out / "ilrec" / "stage.json") != stamp
     negatives = json.loads((out / "sdpo" / "negatives.parquet.json").read_text())  # sampled again from the new sft
     assert negatives["run"] == str(out / "sft") and _mtime(out / "sdpo" / "negatives.parquet") > stamp
+
+
+def _methods_pipeline(tmp_path: Path) -> dict:
+    small = {"model": {"name_or_path": "smollm2-135m", "num_layers": 2},
+             "data": {"tasks": {"seqrec": 1.0}, "compact": True, "format": "prompt", "sid_softmax": "full"},
+             "training": {"epochs": 1, "batch_size": 32, "device": "cpu"}}
+    return {"name": "methods", "out": str(tmp_path / "out"),
+            "data": {"synthetic": {"n_items": 60, "n_users": 80, "seed": 0}},
+            "semantics": {"teacher": "tfidf"},
+            "baselines": {"pop": {}, "sasrec": {"epochs": 2}},
+            "train": {"sft": small,
+                      "tsrec": {**small, "method": "tsrec", "tsrec": {"sa_init": {"enabled": True}}},
+                      "ilrec": {"from": "sft", "method": "ilrec", "ilrec": {"layers": [-2]}},
+                      "sdpo": {"from": "sft", "method": "sdpo"},
+                      "grpo": {"from": "sft", "method": "grpo", "grpo": {"num_generations": 8}},
+                      "control": {"from": "sft", "training": {"max_steps": 3}}}}
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("train.sft.training.bucket_by_length", "maybe", r"field 'train\.sft\.training\.bucket_by_length'"),
+    ("train.grpo.grpo.num_generations", 1, r"field 'train\.grpo\.grpo\.num_generations'"),
+    ("train.control.training.lr", "fast", r"field 'train\.control\.training\.lr'"),
+    ("train.ilrec.ilrec.no_such_setting", 1, r"field 'train\.ilrec\.ilrec\.no_such_setting'"),
+    ("baselines.sasrec.epochs", "many", r"pipeline: field 'baselines\.sasrec\.epochs'"),
+])
+def test_every_stage_config_is_checked_before_any_stage_runs(tmp_path, key, value, message):
+    """A bad value in a late stage (a stage-2 entry, a baseline) is one line naming the entry and the
+    field, before the data stage has written anything."""
+    from sidrec.pipelines.run import PipelineConfig, check_stage_configs
+
+    cfg = _methods_pipeline(tmp_path)
+    check_stage_configs(PipelineConfig.model_validate(cfg))  # every method's entry as given is valid
+    path = tmp_path / "pipe.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=message):
+        run_pipeline(load_pipeline_config(path, {key: value}))
+    assert not (tmp_path / "out").exists()

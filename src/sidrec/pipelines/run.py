@@ -302,8 +302,57 @@ def _train_order(train: dict[str, dict[str, Any]]) -> list[str]:
     return order
 
 
+def _entry_values(train: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    """A train entry's settings as its run will see them, without any run on disk: a `from` entry's own
+    settings over its source entry's, as `continue_from` carries them (method switched, other methods'
+    sections dropped, the stage-2 schedule)."""
+    from sidrec.methods.registry import sections
+    from sidrec.pipelines.llm import STAGE2_TRAINING
+
+    entry = dict(train[name])
+    source = entry.pop("from", None)
+    if source is None:
+        return entry
+    base = _entry_values(train, source)
+    base["method"] = entry.get("method", "sft")
+    base["model"] = {**(base.get("model") or {}), "num_layers": None}
+    base["training"] = {**(base.get("training") or {}), **STAGE2_TRAINING}
+    for section in sections():
+        base.pop(section, None)
+    return merge_config(base, entry)
+
+
+def check_stage_configs(cfg: PipelineConfig) -> None:
+    """Validate every baseline's and train entry's settings before any stage runs, so that a bad value
+    in the last stage is reported in seconds (naming `baselines.NAME.…` or `train.NAME.…`), not after
+    the data, the SIDs and the earlier models have been trained. Checks that need the inputs a stage
+    fills in (the semantics, the SASRec, the negatives) wait for that stage."""
+    from pydantic import ValidationError
+
+    from sidrec.methods.registry import method_of, without_other_sections
+    from sidrec.training.sequential import SequentialTrainConfig
+
+    for name, overrides in cfg.baselines.items():
+        model = overrides.get("model", name)
+        if model != "pop":
+            validated(SequentialTrainConfig, {**overrides, "model": model}, "pipeline", field_prefix=f"baselines.{name}.")
+    for name in _train_order(cfg.train):
+        try:
+            values = without_other_sections({**_entry_values(cfg.train, name), "dataset": "."})
+            method_of(values).config.model_validate(values)
+        except ConfigError as e:
+            raise ConfigError(f"pipeline: train.{name}: {e}") from None
+        except ValidationError as e:
+            fields = [x for x in e.errors() if x["loc"]]  # not the whole-config checks of missing inputs
+            if fields:
+                loc = ".".join(str(p) for p in fields[0]["loc"])
+                more = f" ({len(fields)} errors in all)" if len(fields) > 1 else ""
+                raise ConfigError(f"pipeline: field 'train.{name}.{loc}': {fields[0]['msg']}{more}") from None
+
+
 def run_pipeline(cfg: PipelineConfig, out: Path | None = None) -> dict[str, Any]:
     """Run (or reuse) every stage; returns and writes OUT/summary.json: test metrics per model."""
+    check_stage_configs(cfg)
     out = Path(out or cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
