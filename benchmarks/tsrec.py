@@ -2,14 +2,23 @@
 
 Teachers: the released TS-Rec semantics (../shared/data/amazon18-industrial/semantics, a teacher
 LLM's output) and sidrec's offline tfidf teacher. Every arm trains the same backbone for the same
-number of optimizer steps from the same seeds, is evaluated on the same fixed sample of the
-official test rows (constrained beam search, beam 20), and is compared with SFT by a paired
+number of optimizer steps from the same seeds, is evaluated on the same test rows (a fixed sample of the
+official ones at the `cpu` scale, the whole split otherwise; constrained beam search, beam 20), and is compared with SFT by a paired
 bootstrap over test examples (per-example metrics averaged over seeds first). Validation NDCG@10
 is recorded every `eval_steps` steps for the convergence curves. Also: SA-Init depth (level a
 only, a+b, all) with the released semantics, and embedding diagnostics (norms, how far SA-Init
 rows are from their keyword means, how distinct the SID rows are before and after SA-Init).
 
+Scales: `cpu` is the table measured before the SFT recipe (2 layers, prompt → response examples, full
+softmax, 240 steps, 600 test rows); `recipe` is the SFT recipe on 2 cores (industrial-partial-cpu's sft
+entry: 4 layers, item streams, level softmax, SID rows at 10x the lr; 1,120 steps of 16, the whole
+validation and test splits); `gpu` is the recipe with the whole 30-layer model. Every arm but
+`sft.recipe_init` starts its SID rows from the library's mean resize (the paper's "random init"
+baseline); `sft.recipe_init` is SFT with the recipe's own initialisation, and every arm is paired with
+it too.
+
     python benchmarks/tsrec.py                    # cpu scale, 3 seeds, 2 worker processes
+    python benchmarks/tsrec.py --scale recipe --workers 1 --threads 2   # the recipe on 2 cores (~30-60 min a run)
     python benchmarks/tsrec.py --seeds 0 1        # fewer seeds
     python benchmarks/tsrec.py --scale gpu        # the gpu scale (a GPU machine)
     python benchmarks/tsrec.py --collect          # only read finished runs
@@ -19,17 +28,20 @@ rows are from their keyword means, how distinct the SID rows are before and afte
 
 Runs live in runs/bench-tsrec/<scale>/<arm>/seed<N> (each a normal sidrec run folder: config.yaml,
 history.jsonl, metrics.json, ranks_test.parquet; rerun one with `sidrec train sft --config
-RUN/config.yaml --out RUN --overwrite`). Writes benchmarks/results/tsrec.json (summary keys
+RUN/config.yaml --out RUN --overwrite`). Writes benchmarks/results/tsrec.json (`--scale recipe`:
+tsrec-recipe.json; `--smoke`: under WORK/smoke/ only) with summary keys
 `industrial.released.{sft,sa_init,ts_align,tsrec}.ndcg@10`, `.hr@10`, the same under
-`industrial.tfidf.`, `seeds` (the fewest finished seeds of any arm), and
-`industrial.<arm>.valid_curve_mean`, the validation NDCG@10 averaged over the run's checks, a
-convergence figure), benchmarks/results/tsrec_curves.png and a `sidrec report` of the
-seed-0 runs in benchmarks/results/tsrec-report/.
+`industrial.tfidf.`, `industrial.<arm>.ndcg@10_vs_sft` and `.ndcg@10_vs_recipe_init` (+ `_lo` / `_hi`, the
+95% CI; the same under `valid_` where the runs were evaluated on validation), `seeds` (the fewest
+finished seeds of any arm), `test_rows`, and `industrial.<arm>.valid_curve_mean`, the validation NDCG@10
+averaged over the run's checks, a convergence figure), benchmarks/results/tsrec_curves.png and a
+`sidrec report` of the seed-0 runs in benchmarks/results/tsrec-report/ (`tsrec-recipe_…` for the recipe).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +53,7 @@ from rich.table import Table
 
 from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, finished_runs, mean_ci, override_suffix, paired_ci,
                      parse_sets, rel, seed_mean_per_example, train_run, write_result)
+from sidrec.pipelines.run import load_pipeline_config
 from sidrec.utils.io import merge_config, read_json
 
 console = Console()
@@ -56,18 +69,42 @@ ARMS: dict[str, tuple[str | None, list[str] | None, bool]] = {
     "tfidf.tsrec": ("tfidf", ["a", "b", "c"], True),
     "released.sa_init_a": ("released", ["a"], False),
     "released.sa_init_ab": ("released", ["a", "b"], False),
+    # SFT with the recipe's own initialisation (tfidf SA-Init-like rows, `model.sid_init: tfidf`) instead of
+    # the library's mean resize that every other arm starts from (the paper's "random init" baseline)
+    "sft.recipe_init": (None, None, False),
 }
+RECIPE_INIT = "sft.recipe_init"
+# the SFT recipe's settings (item streams, level softmax, SID-row lr, the task mixture), as packaged
+RECIPE_CPU = load_pipeline_config("industrial-partial-cpu").train["sft"]
+RECIPE_GPU = load_pipeline_config("industrial-partial-gpu").train["sft"]
+# what the `cpu` scale's measured table used (before the recipe): prompt → response, full softmax, seqrec only
+PROMPT_DATA = {"tasks": {"seqrec": 1.0}, "compact": True, "max_history": 10, "format": "prompt", "sid_softmax": "full"}
 SCALES: dict[str, dict[str, Any]] = {
-    # 2 cores: SmolLM2-135M cut to 2 layers, 240 steps of 16 (≈ a third of an epoch), test on 600 rows
-    "cpu": {"model": {"name_or_path": "smollm2-135m", "num_layers": 2},
+    # 2 cores, the table measured before the SFT recipe: SmolLM2-135M cut to 2 layers, prompt → response
+    # examples, 240 steps of 16 (≈ a third of an epoch), test on 600 rows (benchmarks/results/tsrec.json)
+    "cpu": {"model": {"name_or_path": "smollm2-135m", "num_layers": 2}, "data": PROMPT_DATA,
             "training": {"epochs": 1, "max_steps": 240, "batch_size": 16, "lr": 1e-3, "warmup_ratio": 0.05,
                          "eval_steps": 40, "eval_samples": 150, "patience": 100, "log_steps": 20, "device": "cpu"},
-            "eval": {"num_beams": 20, "batch_size": 32, "max_examples": 600, "splits": ["test"]}},
-    # one GPU: the whole 30-layer model, 2 epochs, the whole test split
-    "gpu": {"model": {"name_or_path": "smollm2-135m"},
-            "training": {"epochs": 2, "batch_size": 32, "lr": 5e-4, "warmup_ratio": 0.03, "eval_steps": 200,
-                         "eval_samples": 500, "patience": 100, "log_steps": 20},
-            "eval": {"num_beams": 20, "batch_size": 64, "splits": ["test"]}},
+            "eval": {"num_beams": 20, "batch_size": 32, "max_examples": 600, "splits": ["test"]},
+            "result": "tsrec"},
+    # 2 cores, the SFT recipe (industrial-partial-cpu's sft entry: 4 layers, item streams, level softmax,
+    # SID rows at 10x the lr) for 1,120 optimizer steps of 16 (4 of the recipe's epochs, where its validation
+    # NDCG@10 reaches its plateau), the same steps for every arm; the whole validation and test splits
+    # (benchmarks/results/tsrec-recipe.json)
+    "recipe": {"model": {"name_or_path": "smollm2-135m", "num_layers": 4}, "data": RECIPE_CPU["data"],
+               "recipe_sid_init": RECIPE_CPU["model"]["sid_init"],
+               "training": {**RECIPE_CPU["training"], "epochs": 10, "max_steps": 1120, "eval_steps": 140,
+                            "patience": 100, "log_steps": 20, "device": "cpu"},
+               "eval": {**RECIPE_CPU["eval"], "splits": ["valid", "test"]},
+               "result": "tsrec-recipe"},
+    # one GPU: the whole 30-layer model on the recipe (industrial-partial-gpu's sft entry), 2 epochs, the
+    # whole validation and test splits
+    "gpu": {"model": {"name_or_path": "smollm2-135m", "dtype": "bfloat16"}, "data": RECIPE_GPU["data"],
+            "recipe_sid_init": RECIPE_GPU["model"]["sid_init"],
+            "training": {**RECIPE_GPU["training"], "epochs": 2, "eval_steps": 200, "eval_samples": 500,
+                         "patience": 100, "log_steps": 20},
+            "eval": {"num_beams": 20, "batch_size": 64, "splits": ["valid", "test"]},
+            "result": "tsrec"},
 }
 
 
@@ -105,12 +142,13 @@ def prepare(work: Path, teachers: set[str]) -> tuple[Path, dict[str, Path], dict
 def run_config(arm: str, seed: int, scale: str, data: Path, semantics: dict[str, Path]) -> dict[str, Any]:
     teacher, levels, align = ARMS[arm]
     s = SCALES[scale]
+    # mean init ("random init", the paper's baseline) for every arm but `sft.recipe_init`
+    sid_init = s.get("recipe_sid_init", "tfidf") if arm == RECIPE_INIT else "mean"
     cfg: dict[str, Any] = {
         "method": "sft" if teacher is None else "tsrec",
         "dataset": str(data),
-        # the prompt form, full softmax and mean init ("random init", the paper's baseline) these results used
-        "model": {"sid_init": "mean", **s["model"]},
-        "data": {"tasks": {"seqrec": 1.0}, "compact": True, "max_history": 10, "format": "prompt", "sid_softmax": "full"},
+        "model": {**s["model"], "sid_init": sid_init},
+        "data": copy.deepcopy(s["data"]),
         "training": {**s["training"], "seed": seed},
         "eval": s["eval"],
     }
@@ -119,6 +157,11 @@ def run_config(arm: str, seed: int, scale: str, data: Path, semantics: dict[str,
                         "sa_init": {"enabled": levels is not None, "levels": levels},
                         "align": {"enabled": align, "weight": 1.0}}
     return cfg
+
+
+def paired(base: list[Path], arm: list[Path], split: str) -> dict[str, Any]:
+    """Arm − base per metric on `split`, per-example metrics averaged over each side's seeds first."""
+    return paired_ci(seed_mean_per_example(base, split=split)[1], seed_mean_per_example(arm, split=split)[1])
 
 
 def curve(run: Path) -> list[tuple[int, float]]:
@@ -235,13 +278,16 @@ def main() -> None:
                          "eval.batch_size=128); recorded in the results file")
     args = ap.parse_args()
     if args.markdown:
-        print_markdown(read_json(RESULTS / "tsrec.json")["raw"])
+        path = RESULTS / f"{SCALES[args.scale]['result']}.json"
+        if not path.is_file():
+            raise SystemExit(f"--markdown: no results file {rel(path)}; run the benchmark (or --collect) first")
+        print_markdown(read_json(path)["raw"])
         return
     overrides = parse_sets(args.sets)
-    if args.smoke:
-        SCALES["smoke"] = {**SCALES["cpu"], "training": {**SCALES["cpu"]["training"], "max_steps": 4, "eval_steps": 2,
-                                                          "eval_samples": 8},
-                           "eval": {**SCALES["cpu"]["eval"], "max_examples": 16}}
+    if args.smoke:  # the chosen scale's settings for a few steps on a few rows
+        base = SCALES[args.scale]
+        SCALES["smoke"] = {**base, "training": {**base["training"], "max_steps": 4, "eval_steps": 2, "eval_samples": 8},
+                           "eval": {**base["eval"], "max_examples": 16}, "result": "tsrec-smoke"}
         args.scale = "smoke"
 
     teachers = {ARMS[a][0] for a in args.arms} - {None}
@@ -268,7 +314,6 @@ def main() -> None:
         console.print(f"[yellow]missing runs (not in the table):[/] {missing}")
     raw: dict[str, Any] = {}
     per_example: dict[str, dict[str, np.ndarray]] = {}
-    sft_per_example: dict[tuple[str, ...], dict[str, np.ndarray]] = {}  # SFT's, per set of seeds
     curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
     for arm, rs in done.items():
         if not rs:
@@ -286,16 +331,20 @@ def main() -> None:
         raw[arm]["test_over_seeds"] = {m: mean_ci(raw[arm]["test"][m]) for m in METRICS}
         # convergence in one number: validation NDCG@10 averaged over every check of the run, then over seeds
         raw[arm]["valid_curve_mean"] = float(np.mean([np.mean([v for _, v in c]) for c in curves[arm].values() if c]))
-        if arm != "sft" and done.get("sft"):
-            # against SFT on the same seeds, so that an arm with fewer finished seeds is still paired
+        # against SFT (mean init) and SFT with the recipe's init, each on the same seeds (so that an arm with
+        # fewer finished seeds is still paired), on test and, where the runs were evaluated on it, validation
+        for base, key in (("sft", "sft"), (RECIPE_INIT, "recipe_init")):
+            if arm in (base, "sft") or not done.get(base):
+                continue
             seeds = {r.name for r in rs}
-            sft_runs = [r for r in done["sft"] if r.name in seeds]
-            if sft_runs:
-                sft_seeds = tuple(r.name for r in sft_runs)
-                if sft_seeds not in sft_per_example:
-                    sft_per_example[sft_seeds] = seed_mean_per_example(sft_runs)[1]
-                raw[arm]["paired_vs_sft"] = paired_ci(sft_per_example[sft_seeds], per_example[arm])
-                raw[arm]["paired_vs_sft_seeds"] = len(sft_runs)
+            base_runs = [r for r in done[base] if r.name in seeds]
+            if not base_runs:
+                continue
+            raw[arm][f"paired_vs_{key}"] = paired(base_runs, rs, "test")
+            raw[arm][f"paired_vs_{key}_seeds"] = len(base_runs)
+            if all((r / "ranks_valid.parquet").is_file() for r in [*base_runs, *rs]):
+                raw[arm][f"valid_paired_vs_{key}"] = paired(base_runs, rs, "valid")
+        raw[arm]["test_rows"] = len(per_example[arm]["ndcg@10"])
 
     # the fewest finished seeds of any arm (the table's `seeds` column has each arm's own count)
     summary: dict[str, Any] = {"seeds": min((len(r["runs"]) for r in raw.values()), default=0), "scale": args.scale}
@@ -305,39 +354,65 @@ def main() -> None:
             name = arm if arm != "sft" else f"{teacher}.sft"
             for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                 summary[f"industrial.{name}.{m}"] = r["test_over_seeds"][m]["mean"]
-        if "paired_vs_sft" in r:
-            summary[f"industrial.{arm}.ndcg@10_vs_sft"] = r["paired_vs_sft"]["ndcg@10"]["diff"]
+        for key, prefix in (("paired_vs_sft", "ndcg@10_vs_sft"), ("valid_paired_vs_sft", "valid_ndcg@10_vs_sft"),
+                            ("paired_vs_recipe_init", "ndcg@10_vs_recipe_init"),
+                            ("valid_paired_vs_recipe_init", "valid_ndcg@10_vs_recipe_init")):
+            if key in r:
+                pv = r[key]["ndcg@10"]
+                summary[f"industrial.{arm}.{prefix}"] = pv["diff"]
+                summary[f"industrial.{arm}.{prefix}_lo"] = pv["ci95"][0]
+                summary[f"industrial.{arm}.{prefix}_hi"] = pv["ci95"][1]
         summary[f"industrial.{arm}.valid_curve_mean"] = r["valid_curve_mean"]
+    if raw:
+        summary["test_rows"] = min(r["test_rows"] for r in raw.values())
     diagnostics = embedding_diagnostics(data, semantics, live) if live.get("released.sa_init") else {}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot_curves(curves, RESULTS / "tsrec_curves.png")
+    name = SCALES[args.scale]["result"]
+    results = args.work / "smoke" if args.smoke else RESULTS  # a smoke run writes nothing under results/
+    results.mkdir(parents=True, exist_ok=True)
+    plot_curves(curves, results / f"{name}_curves.png")
     seed0 = [live[a][0] for a in ("sft", "released.sa_init", "released.ts_align", "released.tsrec") if live.get(a)]
     if len(seed0) > 1:
         from sidrec.reporting.report import write_report
 
-        write_report(seed0, RESULTS / "tsrec-report")
+        write_report(seed0, results / f"{name}-report")
     config = {"scale": args.scale, "overrides": overrides, "scale_settings": SCALES[args.scale], "seeds": args.seeds,
               "arms": {a: ARMS[a] for a in args.arms},
               "run_config_example": run_config("released.tsrec", args.seeds[0], args.scale, data, semantics),
               "workers": args.workers, "threads_per_run": args.threads}
-    path = write_result("tsrec", summary=summary, config=config, raw=raw, semantics=sem_info,
-                        embedding_diagnostics=diagnostics)
+    extra = {"semantics": sem_info, "embedding_diagnostics": diagnostics}
+    if args.smoke:
+        from sidrec.utils.io import write_json
+        from sidrec.utils.runs import environment_info
+
+        path = results / f"{name}.json"
+        write_json(path, {"summary": summary, "environment": environment_info(), "config": config, "raw": raw, **extra})
+    else:
+        path = write_result(name, summary=summary, config=config, raw=raw, **extra)
     print_table(raw)
-    console.print(f"wrote {rel(path)} and {rel(RESULTS / 'tsrec_curves.png')}")
+    console.print(f"wrote {rel(path)} and {rel(results / f'{name}_curves.png')}")
 
 
 def print_markdown(raw: dict[str, Any]) -> None:
-    """The docs' table: test metrics (mean ± 95% t-interval over seeds) and the paired Δ NDCG@10 vs SFT."""
+    """The docs' table: test metrics (mean ± 95% t-interval over seeds) and the paired Δ NDCG@10 vs SFT
+    (and, where measured, on validation and against SFT with the recipe's initialisation)."""
+    extra = [(key, head) for key, head in (("valid_paired_vs_sft", "valid Δ NDCG@10 vs SFT"),
+                                           ("paired_vs_recipe_init", "Δ NDCG@10 vs SFT, recipe init"))
+             if any(key in r for r in raw.values())]
+
+    def ci(pv: dict[str, Any] | None) -> str:
+        return f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}]" if pv else "—"
+
     print("| arm | seeds | HR@5 | NDCG@5 | HR@10 | NDCG@10 | Δ NDCG@10 vs SFT [95% CI] | p | "
-          "valid NDCG@10, mean over checks | train s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          + "".join(f"{head} | " for _, head in extra) + "valid NDCG@10, mean over checks | train s |")
+    print("|---" * (10 + len(extra)) + "|")
     for arm, r in raw.items():
         o = r["test_over_seeds"]
         cells = [f"{o[m]['mean']:.4f}" + (f" ± {o[m]['ci95_half']:.4f}" if o[m]["n"] > 1 else "") for m in METRICS]
         pv = r.get("paired_vs_sft", {}).get("ndcg@10")
-        delta = f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}] | {pv['p']:.3f}" if pv else "— | —"
+        delta = f"{ci(pv)} | {pv['p']:.3f}" if pv else "— | —"
+        more = "".join(f"{ci(r.get(key, {}).get('ndcg@10'))} | " for key, _ in extra)
         curve_mean = f"{r['valid_curve_mean']:.4f}" if "valid_curve_mean" in r else "—"
-        print(f"| {arm} | {len(r['runs'])} | {' | '.join(cells)} | {delta} | {curve_mean} | "
+        print(f"| {arm} | {len(r['runs'])} | {' | '.join(cells)} | {delta} | {more}{curve_mean} | "
               f"{np.median(r['train_time_s']):.0f} |")
 
 
