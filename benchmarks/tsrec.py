@@ -262,6 +262,66 @@ def plot_curves(curves: dict[str, dict[int, list[tuple[int, float]]]], path: Pat
     fig.savefig(path, dpi=120)
 
 
+def collect(done: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(summary, raw, validation curves) from the finished runs of each arm: test metrics over seeds, and
+    each arm paired with SFT (mean init) and with `sft.recipe_init` on the same seeds, on test and, where
+    every run of the pair was evaluated on it, on validation."""
+    raw: dict[str, Any] = {}
+    per_example: dict[str, dict[str, np.ndarray]] = {}
+    curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    for arm, rs in done.items():
+        if not rs:
+            continue
+        metrics = [read_json(r / "metrics.json") for r in rs]
+        _, per_example[arm] = seed_mean_per_example(rs)
+        curves[arm] = {int(r.name.removeprefix("seed")): curve(r) for r in rs}
+        raw[arm] = {"runs": [rel(r) for r in rs],
+                    "test": {m: [x["test"][m] for x in metrics] for m in METRICS},
+                    "test_n": [x["test"]["n"] for x in metrics],
+                    "train_time_s": [x["train"]["time_s"] for x in metrics],
+                    "best_step": [x["train"]["best_step"] for x in metrics],
+                    "corpus": metrics[0]["train"]["corpus"],
+                    "valid_curves": curves[arm]}
+        raw[arm]["test_over_seeds"] = {m: mean_ci(raw[arm]["test"][m]) for m in METRICS}
+        # convergence in one number: validation NDCG@10 averaged over every check of the run, then over seeds
+        raw[arm]["valid_curve_mean"] = float(np.mean([np.mean([v for _, v in c]) for c in curves[arm].values() if c]))
+        # against SFT (mean init) and SFT with the recipe's init, each on the same seeds (so that an arm with
+        # fewer finished seeds is still paired), on test and, where the runs were evaluated on it, validation
+        for base, key in (("sft", "sft"), (RECIPE_INIT, "recipe_init")):
+            if arm in (base, "sft") or not done.get(base):
+                continue
+            seeds = {r.name for r in rs}
+            base_runs = [r for r in done[base] if r.name in seeds]
+            if not base_runs:
+                continue
+            raw[arm][f"paired_vs_{key}"] = paired(base_runs, rs, "test")
+            raw[arm][f"paired_vs_{key}_seeds"] = len(base_runs)
+            if all((r / "ranks_valid.parquet").is_file() for r in [*base_runs, *rs]):
+                raw[arm][f"valid_paired_vs_{key}"] = paired(base_runs, rs, "valid")
+        raw[arm]["test_rows"] = len(per_example[arm]["ndcg@10"])
+
+    # the fewest finished seeds of any arm (the table's `seeds` column has each arm's own count)
+    summary: dict[str, Any] = {"seeds": min((len(r["runs"]) for r in raw.values()), default=0)}
+    for arm, r in raw.items():
+        teachers = ["released", "tfidf"] if arm == "sft" else [arm.split(".")[0]]
+        for teacher in teachers:
+            name = arm if arm != "sft" else f"{teacher}.sft"
+            for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
+                summary[f"industrial.{name}.{m}"] = r["test_over_seeds"][m]["mean"]
+        for key, prefix in (("paired_vs_sft", "ndcg@10_vs_sft"), ("valid_paired_vs_sft", "valid_ndcg@10_vs_sft"),
+                            ("paired_vs_recipe_init", "ndcg@10_vs_recipe_init"),
+                            ("valid_paired_vs_recipe_init", "valid_ndcg@10_vs_recipe_init")):
+            if key in r:
+                pv = r[key]["ndcg@10"]
+                summary[f"industrial.{arm}.{prefix}"] = pv["diff"]
+                summary[f"industrial.{arm}.{prefix}_lo"] = pv["ci95"][0]
+                summary[f"industrial.{arm}.{prefix}_hi"] = pv["ci95"][1]
+        summary[f"industrial.{arm}.valid_curve_mean"] = r["valid_curve_mean"]
+    if raw:
+        summary["test_rows"] = min(r["test_rows"] for r in raw.values())
+    return summary, raw, curves
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=list(SCALES), default="cpu")
@@ -312,59 +372,8 @@ def main() -> None:
     missing = [str(r) for arm, rs in runs.items() for r in rs if r.name not in {d.name for d in done[arm]}]
     if missing:
         console.print(f"[yellow]missing runs (not in the table):[/] {missing}")
-    raw: dict[str, Any] = {}
-    per_example: dict[str, dict[str, np.ndarray]] = {}
-    curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
-    for arm, rs in done.items():
-        if not rs:
-            continue
-        metrics = [read_json(r / "metrics.json") for r in rs]
-        _, per_example[arm] = seed_mean_per_example(rs)
-        curves[arm] = {int(r.name.removeprefix("seed")): curve(r) for r in rs}
-        raw[arm] = {"runs": [rel(r) for r in rs],
-                    "test": {m: [x["test"][m] for x in metrics] for m in METRICS},
-                    "test_n": [x["test"]["n"] for x in metrics],
-                    "train_time_s": [x["train"]["time_s"] for x in metrics],
-                    "best_step": [x["train"]["best_step"] for x in metrics],
-                    "corpus": metrics[0]["train"]["corpus"],
-                    "valid_curves": curves[arm]}
-        raw[arm]["test_over_seeds"] = {m: mean_ci(raw[arm]["test"][m]) for m in METRICS}
-        # convergence in one number: validation NDCG@10 averaged over every check of the run, then over seeds
-        raw[arm]["valid_curve_mean"] = float(np.mean([np.mean([v for _, v in c]) for c in curves[arm].values() if c]))
-        # against SFT (mean init) and SFT with the recipe's init, each on the same seeds (so that an arm with
-        # fewer finished seeds is still paired), on test and, where the runs were evaluated on it, validation
-        for base, key in (("sft", "sft"), (RECIPE_INIT, "recipe_init")):
-            if arm in (base, "sft") or not done.get(base):
-                continue
-            seeds = {r.name for r in rs}
-            base_runs = [r for r in done[base] if r.name in seeds]
-            if not base_runs:
-                continue
-            raw[arm][f"paired_vs_{key}"] = paired(base_runs, rs, "test")
-            raw[arm][f"paired_vs_{key}_seeds"] = len(base_runs)
-            if all((r / "ranks_valid.parquet").is_file() for r in [*base_runs, *rs]):
-                raw[arm][f"valid_paired_vs_{key}"] = paired(base_runs, rs, "valid")
-        raw[arm]["test_rows"] = len(per_example[arm]["ndcg@10"])
-
-    # the fewest finished seeds of any arm (the table's `seeds` column has each arm's own count)
-    summary: dict[str, Any] = {"seeds": min((len(r["runs"]) for r in raw.values()), default=0), "scale": args.scale}
-    for arm, r in raw.items():
-        teachers = ["released", "tfidf"] if arm == "sft" else [arm.split(".")[0]]
-        for teacher in teachers:
-            name = arm if arm != "sft" else f"{teacher}.sft"
-            for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
-                summary[f"industrial.{name}.{m}"] = r["test_over_seeds"][m]["mean"]
-        for key, prefix in (("paired_vs_sft", "ndcg@10_vs_sft"), ("valid_paired_vs_sft", "valid_ndcg@10_vs_sft"),
-                            ("paired_vs_recipe_init", "ndcg@10_vs_recipe_init"),
-                            ("valid_paired_vs_recipe_init", "valid_ndcg@10_vs_recipe_init")):
-            if key in r:
-                pv = r[key]["ndcg@10"]
-                summary[f"industrial.{arm}.{prefix}"] = pv["diff"]
-                summary[f"industrial.{arm}.{prefix}_lo"] = pv["ci95"][0]
-                summary[f"industrial.{arm}.{prefix}_hi"] = pv["ci95"][1]
-        summary[f"industrial.{arm}.valid_curve_mean"] = r["valid_curve_mean"]
-    if raw:
-        summary["test_rows"] = min(r["test_rows"] for r in raw.values())
+    summary, raw, curves = collect(done)
+    summary["scale"] = args.scale
     diagnostics = embedding_diagnostics(data, semantics, live) if live.get("released.sa_init") else {}
     name = SCALES[args.scale]["result"]
     results = args.work / "smoke" if args.smoke else RESULTS  # a smoke run writes nothing under results/

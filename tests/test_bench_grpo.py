@@ -4,81 +4,56 @@ TS-Rec pipeline with SFT → GRPO on the same seeds."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+
+from .bench_runs import N, make_run, ndcg, ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import grpo  # noqa: E402
 
-from sidrec.evaluation.metrics import UNRANKED, per_example_metrics  # noqa: E402
-
-N = 200
-USERS = [f"u{i % 150}" for i in range(N)]  # some users have two rows
-TARGETS = [str(i % 37) for i in range(N)]
-
-
-def _ranks(seed: int) -> np.ndarray:
-    r = np.random.default_rng(seed).integers(1, 30, size=N)
-    return np.where(r > 20, UNRANKED, r)
-
-
-def _run(folder: Path, ranks: np.ndarray, grpo_run: bool = False) -> Path:
-    folder.mkdir(parents=True)
-    m = per_example_metrics(ranks)
-    split = {k: float(m[k].mean()) for k in ("hr@10", "ndcg@10")}
-    (folder / "metrics.json").write_text(json.dumps(
-        {"test": split, "valid": split, "train": {"time_s": 10.0, "steps": 5, "eval_time_s": 0.0}}))
+def _run(folder: Path, r: np.ndarray, grpo_run: bool = False) -> Path:
     rows = [{"step": 1, "loss": 1.0, **({"zero_variance_share": 0.1, "kl": 0.2} if grpo_run else {})}]
-    (folder / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    for split_name in ("test", "valid"):
-        pd.DataFrame({"user_id": USERS, "target": TARGETS, "rank": ranks}).to_parquet(
-            folder / f"ranks_{split_name}.parquet")
-    return folder
-
-
-def _ndcg(ranks: np.ndarray) -> np.ndarray:
-    return per_example_metrics(ranks)["ndcg@10"]
+    return make_run(folder, r, r, rows)
 
 
 def test_collect_pairs_each_arm_with_its_own_stage1_and_control(tmp_path: Path) -> None:
-    stage1 = {"sft": _run(tmp_path / "s1" / "sft", _ranks(1)), "tsrec": _run(tmp_path / "s1" / "tsrec", _ranks(2))}
-    r = {(arm, s): _ranks(10 * i + s) for i, arm in enumerate(("sft_continued", "grpo", "tsrec_grpo")) for s in (0, 1)}
+    stage1 = {"sft": _run(tmp_path / "s1" / "sft", ranks(1)), "tsrec": _run(tmp_path / "s1" / "tsrec", ranks(2))}
+    r = {(arm, s): ranks(10 * i + s) for i, arm in enumerate(("sft_continued", "grpo", "tsrec_grpo")) for s in (0, 1)}
     runs = {"sft_continued": [_run(tmp_path / "sft_continued" / f"seed{s}", r["sft_continued", s]) for s in (0, 1)],
             "grpo": [_run(tmp_path / "grpo" / f"seed{s}", r["grpo", s], grpo_run=True) for s in (0, 1)],
             "tsrec_grpo": [_run(tmp_path / "tsrec_grpo" / "seed0", r["tsrec_grpo", 0], grpo_run=True)]}
     summary, raw = grpo.collect(stage1, runs)
 
-    assert summary["industrial.tsrec.ndcg@10"] == pytest.approx(_ndcg(_ranks(2)).mean())
-    tsrec_grpo = _ndcg(r["tsrec_grpo", 0])
+    assert summary["industrial.tsrec.ndcg@10"] == pytest.approx(ndcg(ranks(2)).mean())
+    tsrec_grpo = ndcg(r["tsrec_grpo", 0])
     # against TS-Rec's stage 1, not SFT's
     assert raw["arms"]["tsrec_grpo"]["stage1"] == "tsrec"
     assert summary["industrial.tsrec_grpo.ndcg@10_vs_stage1"] == pytest.approx(
-        tsrec_grpo.mean() - _ndcg(_ranks(2)).mean())
+        tsrec_grpo.mean() - ndcg(ranks(2)).mean())
     # against SFT → GRPO on its one seed only
     assert summary["industrial.tsrec_grpo.ndcg@10_vs_grpo"] == pytest.approx(
-        tsrec_grpo.mean() - _ndcg(r["grpo", 0]).mean())
+        tsrec_grpo.mean() - ndcg(r["grpo", 0]).mean())
     lo, hi = summary["industrial.tsrec_grpo.ndcg@10_vs_grpo_lo"], summary["industrial.tsrec_grpo.ndcg@10_vs_grpo_hi"]
     assert lo < summary["industrial.tsrec_grpo.ndcg@10_vs_grpo"] < hi
     assert "industrial.tsrec_grpo.ndcg@10_vs_control" not in summary  # its control is not continued SFT
     # grpo: against continued SFT over both seeds (per-example means over seeds), and SFT's stage 1
-    both = (_ndcg(r["grpo", 0]) + _ndcg(r["grpo", 1])) / 2 - (_ndcg(r["sft_continued", 0]) +
-                                                              _ndcg(r["sft_continued", 1])) / 2
+    both = (ndcg(r["grpo", 0]) + ndcg(r["grpo", 1])) / 2 - (ndcg(r["sft_continued", 0]) +
+                                                              ndcg(r["sft_continued", 1])) / 2
     assert summary["industrial.grpo.ndcg@10_vs_control"] == pytest.approx(both.mean())
     assert raw["arms"]["grpo"]["stage1"] == "sft"
     assert summary["seeds"] == 2 and summary["test_rows"] == N  # the grpo_* arms' fewest seeds
 
 
 def test_collect_without_tsrec_stage1_skips_its_pairing(tmp_path: Path) -> None:
-    stage1 = {"sft": _run(tmp_path / "s1" / "sft", _ranks(1))}
-    runs = {"tsrec_grpo": [_run(tmp_path / "tsrec_grpo" / "seed0", _ranks(5), grpo_run=True)]}
+    stage1 = {"sft": _run(tmp_path / "s1" / "sft", ranks(1))}
+    runs = {"tsrec_grpo": [_run(tmp_path / "tsrec_grpo" / "seed0", ranks(5), grpo_run=True)]}
     summary, raw = grpo.collect(stage1, runs)
     assert "industrial.tsrec.ndcg@10" not in summary and "paired_vs_stage1" not in raw["arms"]["tsrec_grpo"]
     assert "industrial.tsrec_grpo.ndcg@10_vs_grpo" not in summary
-    assert summary["industrial.tsrec_grpo.ndcg@10"] == pytest.approx(_ndcg(_ranks(5)).mean())
+    assert summary["industrial.tsrec_grpo.ndcg@10"] == pytest.approx(ndcg(ranks(5)).mean())

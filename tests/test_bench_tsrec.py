@@ -1,0 +1,58 @@
+"""benchmarks/tsrec.py's collection on hand-made runs: each arm paired with SFT (mean init) and with
+`sft.recipe_init` on the same seeds, on test and on validation where every run of the pair has it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from .bench_runs import N, make_run, ndcg, ranks
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import tsrec  # noqa: E402
+
+
+def _curve(v: float) -> list[dict]:
+    return [{"step": 1, "loss": 1.0}, {"step": 2, "valid": {"ndcg@10": v}}, {"step": 4, "valid": {"ndcg@10": v + .02}}]
+
+
+def test_collect_pairs_with_sft_and_the_recipe_init_on_both_splits(tmp_path: Path) -> None:
+    r = {(arm, s, split): ranks(100 * i + 10 * s + (split == "valid"))
+         for i, arm in enumerate(("sft", "sft.recipe_init", "tfidf.tsrec")) for s in (0, 1) for split in ("test", "valid")}
+    done = {arm: [make_run(tmp_path / arm / f"seed{s}", r[arm, s, "test"], r[arm, s, "valid"], _curve(.1))
+                  for s in seeds]
+            for arm, seeds in (("sft", (0, 1)), ("sft.recipe_init", (0, 1)), ("tfidf.tsrec", (1,)))}
+    summary, raw, curves = tsrec.collect(done)
+
+    arm = "industrial.tfidf.tsrec"
+    # paired on seed 1 only (the arm's one seed), test and validation
+    assert summary[f"{arm}.ndcg@10_vs_sft"] == pytest.approx(
+        ndcg(r["tfidf.tsrec", 1, "test"]).mean() - ndcg(r["sft", 1, "test"]).mean())
+    assert summary[f"{arm}.valid_ndcg@10_vs_sft"] == pytest.approx(
+        ndcg(r["tfidf.tsrec", 1, "valid"]).mean() - ndcg(r["sft", 1, "valid"]).mean())
+    assert summary[f"{arm}.ndcg@10_vs_recipe_init"] == pytest.approx(
+        ndcg(r["tfidf.tsrec", 1, "test"]).mean() - ndcg(r["sft.recipe_init", 1, "test"]).mean())
+    assert summary[f"{arm}.ndcg@10_vs_sft_lo"] < summary[f"{arm}.ndcg@10_vs_sft"] < summary[f"{arm}.ndcg@10_vs_sft_hi"]
+    assert raw["tfidf.tsrec"]["paired_vs_sft_seeds"] == 1
+    # the recipe's init against SFT over both seeds; neither SFT arm is paired with itself
+    both = (ndcg(r["sft.recipe_init", 0, "test"]) + ndcg(r["sft.recipe_init", 1, "test"])) / 2 \
+        - (ndcg(r["sft", 0, "test"]) + ndcg(r["sft", 1, "test"])) / 2
+    assert summary["industrial.sft.recipe_init.ndcg@10_vs_sft"] == pytest.approx(both.mean())
+    assert "industrial.sft.recipe_init.ndcg@10_vs_recipe_init" not in summary
+    assert not any(k.startswith("industrial.sft.ndcg@10_vs") for k in summary)
+    assert summary["seeds"] == 1 and summary["test_rows"] == N
+    assert summary["industrial.tfidf.tsrec.valid_curve_mean"] == pytest.approx(.11)
+    assert curves["sft"][0] == [(2, .1), (4, pytest.approx(.12))]
+
+
+def test_collect_skips_the_validation_pairing_without_validation_ranks(tmp_path: Path) -> None:
+    done = {"sft": [make_run(tmp_path / "sft" / "seed0", ranks(1), None, _curve(.1))],
+            "tfidf.sa_init": [make_run(tmp_path / "sa" / "seed0", ranks(2), ranks(3), _curve(.1))]}
+    summary, raw, _ = tsrec.collect(done)
+    assert "industrial.tfidf.sa_init.ndcg@10_vs_sft" in summary
+    assert "valid_paired_vs_sft" not in raw["tfidf.sa_init"]
+    assert "industrial.tfidf.sa_init.valid_ndcg@10_vs_sft" not in summary
