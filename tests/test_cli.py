@@ -84,3 +84,20 @@ def test_eval_compare_reads_saved_ranks(tmp_path):
     pd.DataFrame({"user_id": users[:10], "target": targets[:10], "rank": b[:10]}).to_parquet(tmp_path / "b" / "ranks_test.parquet")
     r = runner.invoke(app, ["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b")])
     assert r.exit_code == 2 and "same" in r.output
+
+
+def test_set_replaces_the_field_it_names_a_mapping_included():
+    """`--set data.tasks={seqrec: 1.0}` leaves no other task of the base config behind (a merge would
+    keep item2sid silently); a dotted key deeper down changes one entry; config files still merge."""
+    from sidrec.cli.common import parse_overrides
+    from sidrec.utils.io import merge_config
+
+    base = {"data": {"tasks": {"seqrec": 1.0, "item2sid": 0.5}, "format": "stream"}, "training": {"lr": 1e-3}}
+    assert merge_config(base, parse_overrides(["data.tasks={seqrec: 1.0}"]))["data"] == {
+        "tasks": {"seqrec": 1.0}, "format": "stream"}
+    assert merge_config(base, parse_overrides(["data.tasks.item2sid=0"]))["data"]["tasks"] == {
+        "seqrec": 1.0, "item2sid": 0}
+    assert merge_config(base, parse_overrides(["grpo.rewards={cf: 1.0}"]))["grpo"] == {"rewards": {"cf": 1.0}}
+    assert merge_config(base, {"data": {"tasks": {"fusion": 0.5}}})["data"]["tasks"] == {  # a file's section merges
+        "seqrec": 1.0, "item2sid": 0.5, "fusion": 0.5}
+    assert base["data"]["tasks"] == {"seqrec": 1.0, "item2sid": 0.5}  # the base is not modified

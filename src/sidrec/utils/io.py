@@ -155,14 +155,24 @@ def _json_default(obj: Any) -> Any:
 
 
 def merge_config(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Nested dict merge (update wins); dotted keys `a.b.c` address nested fields (`--set` overrides)."""
+    """Nested dict merge (update wins). A dotted key `a.b.c` (a `--set` override) addresses one field,
+    and its value replaces that field, a mapping included: `data.tasks={seqrec: 1.0}` leaves no other
+    task behind (`data.tasks.item2sid=0` turns one off)."""
     out = dict(base)
     for key, value in update.items():
         if "." in key:
             head, rest = key.split(".", 1)
-            out[head] = merge_config(out.get(head) or {}, {rest: value})
+            out[head] = _set_field(out.get(head), rest, value)
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge_config(out[key], value)
         else:
             out[key] = value
+    return out
+
+
+def _set_field(base: Any, path: str, value: Any) -> dict[str, Any]:
+    """`base` (a mapping, or nothing yet) with the field at dotted `path` replaced by `value`."""
+    out = dict(base) if isinstance(base, dict) else {}
+    head, _, rest = path.partition(".")
+    out[head] = _set_field(out.get(head), rest, value) if rest else value
     return out
