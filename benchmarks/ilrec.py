@@ -18,6 +18,9 @@ Per dataset (Beauty with its given SIDs, industrial-partial with its given SIDs)
     python benchmarks/ilrec.py                                   # cpu scale, both datasets, 3 seeds
     python benchmarks/ilrec.py --datasets industrial --seeds 0   # a quicker look
     python benchmarks/ilrec.py --sweep                           # + layer / α / β sensitivity
+    python benchmarks/ilrec.py --scale recipe --datasets industrial --workers 1 --threads 2
+                                                                 # stage 1 on the SFT recipe, whole splits
+                                                                 # (benchmarks/results/ilrec-recipe.json)
     python benchmarks/ilrec.py --scale gpu                       # 30 layers, whole test split (GPU)
     python benchmarks/ilrec.py --collect                         # only read finished runs
     python benchmarks/ilrec.py --scale gpu --datasets industrial --seeds 0 --arms sft_continued ilrec \
@@ -38,7 +41,9 @@ ilrec_sensitivity_<dataset>.png. Writes benchmarks/results/ilrec.json with summa
 ilrec_no_cpd,ilrec_no_crr,dpo,sdpo}.{ndcg@10,hr@10,ndcg@5,hr@5}` for `beauty` and `industrial`,
 `<dataset>.<arm>.time_ratio` (median training time over the control's),
 `<dataset>.<arm>.ndcg@10_vs_control` and `.valid_ndcg@10_vs_control` (paired differences on test
-and validation), and `seeds`.
+and validation, each with `_lo` / `_hi`: the 95% CI), `<dataset>.test_rows` (the rows every arm was
+tested on), and `seeds`. `--scale recipe` writes benchmarks/results/ilrec-recipe.json (and its plots
+under that name) instead.
 """
 
 from __future__ import annotations
@@ -59,11 +64,16 @@ from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, archive_run, console, 
 from sidrec.utils.io import merge_config, read_json
 from sidrec.utils.runs import environment_info
 
+# tasks / sid_init: the cpu and gpu scales' stage 1 (measured before the SFT recipe); recipe_*: the recipe
+# scale's (the packaged CPU configs' choices: tfidf rows where items have text, item2sid mixed in; Beauty's
+# given SIDs have no text, so sampled rows and seqrec only, a tenth of its windows per epoch)
 DATASETS = {
     "industrial": {"format": "minionerec", "path": SHARED_DATA / "amazon18-industrial", "options": {},
-                   "tasks": {"seqrec": 1.0}, "max_history": 10},
+                   "tasks": {"seqrec": 1.0}, "max_history": 10,
+                   "recipe_tasks": {"seqrec": 1.0, "item2sid": 0.5}, "recipe_init": "tfidf"},
     "beauty": {"format": "lcrec", "path": SHARED_DATA / "amazon14-beauty", "options": {"max_history": 20},
-               "tasks": {"seqrec": 0.05}, "max_history": 20},
+               "tasks": {"seqrec": 0.05}, "max_history": 20,
+               "recipe_tasks": {"seqrec": 0.1}, "recipe_init": "sampled"},
 }
 STAGE2_ARMS: dict[str, dict[str, Any]] = {
     "sft_continued": {"method": "sft"},
@@ -97,14 +107,26 @@ SCALES: dict[str, dict[str, Any]] = {
             "stage2": {"epochs": 1, "max_steps": 120, "batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.05,
                        "scheduler": "cosine", "eval_steps": 60, "eval_samples": 150, "patience": 100, "device": "cpu"},
             "eval": {"num_beams": 20, "batch_size": 32, "max_examples": 500, "splits": ["test"]},
-            "sasrec": {"epochs": 30, "patience": 3, "device": "cpu"}},
+            "sasrec": {"epochs": 30, "patience": 3, "device": "cpu"}, "result": "ilrec"},
+    # 2 cores, stage 1 on the SFT recipe as far as ILRec, DPO and S-DPO allow: their losses read one prompt →
+    # response per example over the full vocabulary, so the prompt form and the full softmax stay; the
+    # recipe's initialisation, task mixture, learning rates and SID-row lr (10x) come in; 3 epochs with early
+    # stopping; every run evaluated on the whole validation and test splits (benchmarks/results/ilrec-recipe.json)
+    "recipe": {"model": {"name_or_path": "smollm2-135m", "num_layers": 6}, "recipe": True,
+               "stage1": {"epochs": 3, "batch_size": 16, "lr": 5e-4, "sid_lr": 5e-3, "warmup_ratio": 0.03,
+                          "eval_samples": 500, "patience": 3, "device": "cpu"},
+               "stage2": {"epochs": 1, "max_steps": 150, "batch_size": 16, "lr": 5e-5, "sid_lr": 5e-4,
+                          "warmup_ratio": 0.05, "scheduler": "cosine", "eval_steps": 75, "eval_samples": 150,
+                          "patience": 100, "device": "cpu"},
+               "eval": {"num_beams": 20, "batch_size": 32, "splits": ["valid", "test"]},
+               "sasrec": {"epochs": 30, "patience": 3, "device": "cpu"}, "result": "ilrec-recipe"},
     "gpu": {"model": {"name_or_path": "smollm2-135m"},
             "stage1": {"epochs": 3, "batch_size": 32, "lr": 5e-4, "warmup_ratio": 0.03, "eval_steps": 500,
                        "eval_samples": 500, "patience": 3},
             "stage2": {"epochs": 1, "batch_size": 32, "lr": 5e-5, "warmup_ratio": 0.05, "scheduler": "cosine",
                        "eval_steps": 500, "eval_samples": 500, "patience": 100},
             "eval": {"num_beams": 20, "batch_size": 64, "splits": ["test"]},
-            "sasrec": {"epochs": 200, "patience": 10}},
+            "sasrec": {"epochs": 200, "patience": 10}, "result": "ilrec"},
 }
 
 
@@ -126,10 +148,12 @@ def prepare(name: str, work: Path, scale: dict[str, Any]) -> tuple[Path, Path]:
 
 def stage1_config(name: str, data: Path, scale: dict[str, Any]) -> dict[str, Any]:
     spec = DATASETS[name]
-    # the prompt form, full softmax and mean init these results were measured with (sidrec's defaults then)
-    return {"method": "sft", "dataset": str(data), "model": {"sid_init": "mean", **scale["model"]},
-            "data": {"tasks": spec["tasks"], "compact": True, "max_history": spec["max_history"],
-                     "format": "prompt", "sid_softmax": "full"},
+    recipe = scale.get("recipe", False)
+    # the prompt form and full softmax ILRec needs; mean init and seqrec only before the recipe
+    return {"method": "sft", "dataset": str(data),
+            "model": {"sid_init": spec["recipe_init"] if recipe else "mean", **scale["model"]},
+            "data": {"tasks": spec["recipe_tasks"] if recipe else spec["tasks"], "compact": True,
+                     "max_history": spec["max_history"], "format": "prompt", "sid_softmax": "full"},
             "training": {**scale["stage1"], "seed": 0},
             "eval": {**scale["eval"], "splits": ["valid", "test"]}}
 
@@ -256,34 +280,37 @@ def main() -> None:
                          "model.name_or_path=DIR, diagnostics_device=auto, diagnostics_examples=500); recorded")
     args = ap.parse_args()
     if args.markdown:
-        print_markdown(read_json(RESULTS / "ilrec.json"))
+        path = RESULTS / f"{SCALES[args.scale]['result']}.json"
+        if not path.is_file():
+            raise SystemExit(f"--markdown: no results file {rel(path)}; run the benchmark (or --collect) first")
+        print_markdown(read_json(path))
         return
     overrides = parse_sets(args.sets)
     scale = merge_config(SCALES[args.scale], overrides)
     # the results file as it stood before this invocation: carried-over arms, datasets and time ratios
-    old_results = read_json(RESULTS / "ilrec.json") if (RESULTS / "ilrec.json").is_file() else None
+    result_name = scale["result"]
+    old_results = read_json(RESULTS / f"{result_name}.json") if (RESULTS / f"{result_name}.json").is_file() else None
     raw: dict[str, Any] = {}
     summary: dict[str, Any] = {"scale": args.scale}
     for name in args.datasets:
         t0 = time.perf_counter()
         work = args.work / (args.scale + override_suffix(overrides)) / name
-        data, sasrec = prepare(name, work, scale)
+        data, sasrec = (work / "data", work / "sasrec") if args.collect else prepare(name, work, scale)
         sft = work / "sft"
-        if not args.collect:
+        if not args.collect:  # train stage 1, then every stage-2 job (with --collect: read finished runs only)
             train_run(sft, stage1_config(name, data, scale), threads=args.workers * args.threads)
-        train = {arm: [work / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
-        negatives = None
-        if not args.collect and any(STAGE2_ARMS[a]["method"] in ("dpo", "sdpo") for a in args.arms):
-            negatives = negatives_file(work, sft, scale)
-        jobs = [(run, stage2_config(sft, STAGE2_ARMS[arm], seed, sasrec, scale, negatives=negatives))
-                for seed_i, seed in enumerate(args.seeds) for arm in args.arms for run in [train[arm][seed_i]]]
-        if args.sweep:
-            for key, extra in SWEEP.items():
-                jobs.append((work / "sweep" / key,
-                             stage2_config(sft, STAGE2_ARMS["ilrec"], 0, sasrec, scale, extra, ["valid"])))
-            jobs.append((work / "sweep" / "control",  # the plain-CE control on validation
-                         stage2_config(sft, STAGE2_ARMS["sft_continued"], 0, sasrec, scale, None, ["valid"])))
-        if not args.collect:
+            train = {arm: [work / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
+            negatives = None
+            if any(STAGE2_ARMS[a]["method"] in ("dpo", "sdpo") for a in args.arms):
+                negatives = negatives_file(work, sft, scale)
+            jobs = [(run, stage2_config(sft, STAGE2_ARMS[arm], seed, sasrec, scale, negatives=negatives))
+                    for seed_i, seed in enumerate(args.seeds) for arm in args.arms for run in [train[arm][seed_i]]]
+            if args.sweep:
+                for key, extra in SWEEP.items():
+                    jobs.append((work / "sweep" / key,
+                                 stage2_config(sft, STAGE2_ARMS["ilrec"], 0, sasrec, scale, extra, ["valid"])))
+                jobs.append((work / "sweep" / "control",  # the plain-CE control on validation
+                             stage2_config(sft, STAGE2_ARMS["sft_continued"], 0, sasrec, scale, None, ["valid"])))
             with ThreadPoolExecutor(args.workers) as pool:
                 list(pool.map(lambda job: train_run(job[0], job[1], args.threads), jobs))
         # collect every finished run of every arm, whatever this invocation trained, live or archived
@@ -300,6 +327,17 @@ def main() -> None:
             archive_run(sft, archive / "sft")
         elif is_finished(archive / "sft"):
             sft = archive / "sft"
+        if is_finished(sasrec):  # its test figures sit beside the arms'
+            archive_run(sasrec, archive / "sasrec")
+        elif is_finished(archive / "sasrec"):
+            sasrec = archive / "sasrec"
+        if not is_finished(sasrec):
+            if old_results and name in old_results.get("raw", {}):
+                console.print(f"[yellow]{name}: no finished runs here or in {rel(archive)}; its figures stay as "
+                              f"the results file has them[/yellow]")
+                continue
+            raise SystemExit(f"{name}: no finished SASRec run in {rel(work)} (nor archived in {rel(archive)}): "
+                             "run without --collect first")
         res: dict[str, Any] = {"sft": read_json(sft / "metrics.json") if (sft / "metrics.json").is_file() else None,
                                "sasrec": read_json(sasrec / "metrics.json")["test"], "arms": {}}
         per_example: dict[str, Any] = {}
@@ -322,7 +360,9 @@ def main() -> None:
             if split == "test":
                 _, per_example[arm] = seed_mean_per_example(done)
                 if all((r / "ranks_valid.parquet").is_file() for r in done):
-                    valid = [read_json(r / "metrics_valid.json") for r in done]
+                    # evaluated on validation at the end of training (metrics.json) or later by --valid
+                    valid = [m["valid"] if "valid" in m else read_json(r / "metrics_valid.json")
+                             for r, m in zip(done, metrics, strict=True)]
                     entry["valid"] = {m: [x[m] for x in valid] for m in METRICS}
                     _, per_example_valid[arm] = seed_mean_per_example(done, "valid")
             res["arms"][arm] = entry
@@ -339,8 +379,10 @@ def main() -> None:
                 entry["valid_paired_vs_stage1"] = paired_ci(per_example_valid["sft"], per_example_valid[arm])
             for key, label in (("paired_vs_control", "ndcg@10_vs_control"),
                                ("valid_paired_vs_control", "valid_ndcg@10_vs_control")):
-                if key in entry:  # the paired differences the docs quote
-                    summary[f"{name}.{arm}.{label}"] = entry[key]["ndcg@10"]["diff"]
+                if key in entry:  # the paired differences the docs quote, with their 95% CI
+                    pv = entry[key]["ndcg@10"]
+                    summary[f"{name}.{arm}.{label}"] = pv["diff"]
+                    summary[f"{name}.{arm}.{label}_lo"], summary[f"{name}.{arm}.{label}_hi"] = pv["ci95"]
             if entry["split"] == "test":
                 for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                     summary[f"{name}.{arm}.{m}"] = entry["over_seeds"][m]["mean"]
@@ -362,6 +404,8 @@ def main() -> None:
         if res["sft"]:
             for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                 summary[f"{name}.sft.{m}"] = res["sft"]["test"][m]
+        if per_example:
+            summary[f"{name}.test_rows"] = min(len(v["ndcg@10"]) for v in per_example.values())
         res["false_negatives"] = {**res.get("false_negatives", {}),
                                   **false_negatives(work, sasrec, {"sft": sft, "ilrec": work / "ilrec" / "seed0"},
                                                     device=scale.get("diagnostics_device", "cpu"),
@@ -381,15 +425,15 @@ def main() -> None:
         print_table(name, res)
         for key, fn in res["false_negatives"].items():
             console.print(f"false negatives ({key} model): {fn}")
-        plot_curves(name, res, RESULTS / f"ilrec_curves_{name}.png")
+        plot_curves(name, res, RESULTS / f"{result_name}_curves_{name}.png")
         if any(k.startswith("sweep.") for k in res["arms"]):
-            plot_sensitivity(name, res, RESULTS / f"ilrec_sensitivity_{name}.png")
+            plot_sensitivity(name, res, RESULTS / f"{result_name}_sensitivity_{name}.png")
     keep_other_datasets(old_results, raw, summary)
     seeds = [len(e["runs"]) for r in raw.values() for a, e in r["arms"].items() if a.startswith("ilrec")]
     summary["seeds"] = min(seeds) if seeds else 0  # the fewest seeds of any dataset's ILRec arms
     config = {"scale": args.scale, "overrides": overrides, "scale_settings": scale, "arms": STAGE2_ARMS, "sweep": SWEEP,
               "workers": args.workers, "threads": args.threads}
-    path = write_result("ilrec", summary=summary, config=config, raw=raw)
+    path = write_result(result_name, summary=summary, config=config, raw=raw)
     console.print(f"wrote {rel(path)}")
 
 
