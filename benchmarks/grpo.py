@@ -204,7 +204,9 @@ def seconds_per_step(run: Path) -> float:
 
 def diagnostics(run: Path) -> dict[str, Any]:
     rows = [r for r in history(run) if "valid" not in r]
-    out: dict[str, Any] = {"seconds_per_step": seconds_per_step(run)}
+    train = read_json(run / "metrics.json")["train"]
+    out: dict[str, Any] = {"seconds_per_step": seconds_per_step(run), "train_seconds": train["time_s"],
+                           "steps": train["steps"]}
     for key in ("loss", "reward_mean", "reward_std", "zero_variance_share", "groups_in_loss", "kl", "clip_fraction",
                 "target_in_rollouts", "target_rank", "rollout_s", "update_s"):
         vals = [r[key] for r in rows if key in r]
@@ -347,11 +349,11 @@ def print_markdown(raw: dict[str, Any]) -> None:
         return f"{pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}]" if pv else ""
 
     print("| arm | seeds | test HR@10 | test NDCG@10 | Δ vs control, test | Δ vs control, validation | Δ vs stage 1, test "
-          "| s / step | KL | zero-variance groups | target in G |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| s / step | train s | KL | zero-variance groups | target in G |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, label in (("sft", "stage 1 (SFT)"), ("tsrec", "stage 1 (TS-Rec SFT)")):
         if name in raw:
-            print(f"| {label} | 1 | {raw[name]['hr@10']:.4f} | {raw[name]['ndcg@10']:.4f} | | | | | | | |")
+            print(f"| {label} | 1 | {raw[name]['hr@10']:.4f} | {raw[name]['ndcg@10']:.4f} | | | | | | | | |")
     for arm, e in raw["arms"].items():
         d = e["diagnostics"]
 
@@ -360,6 +362,8 @@ def print_markdown(raw: dict[str, Any]) -> None:
             return format(float(np.mean(vals)), fmt) if vals else ""
 
         control = f" (vs `{e['control']}`)" if e.get("control", "sft_continued") != "sft_continued" else ""
+        times = [x["train_seconds"] for x in d if "train_seconds" in x]  # training without the final evaluation
+        train_s = f"{np.median(times):.0f}" if times else ""
         vs_control = e.get("paired_vs_control", {}).get("ndcg@10")
         if "paired_vs_grpo" in e:  # the TS-Rec pipeline: its control is SFT → GRPO, its stage 1 TS-Rec's
             control, vs_control = " (vs `grpo`; stage 1: TS-Rec)", e["paired_vs_grpo"]["ndcg@10"]
@@ -367,7 +371,8 @@ def print_markdown(raw: dict[str, Any]) -> None:
               f"{e['over_seeds']['ndcg@10']['mean']:.4f} | {ci(vs_control)} | "
               f"{ci(e.get('valid_paired_vs_control', {}).get('ndcg@10'))} | "
               f"{ci(e.get('paired_vs_stage1', {}).get('ndcg@10'))} | "
-              f"{np.median([x['seconds_per_step'] for x in d]):.2f} | {mean('kl')} | {mean('zero_variance_share')} | "
+              f"{np.median([x['seconds_per_step'] for x in d]):.2f} | {train_s} | {mean('kl')} | "
+              f"{mean('zero_variance_share')} | "
               f"{mean('target_in_rollouts')} |")
 
 
