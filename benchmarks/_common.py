@@ -50,8 +50,12 @@ def rel(path: Path) -> str:
 def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
     """`--set key.sub=value` pairs (values parsed as YAML, as the CLI's `--set`) → {"key.sub": value}."""
     from sidrec.cli.common import parse_overrides
+    from sidrec.errors import SidrecError
 
-    return parse_overrides(pairs)
+    try:
+        return parse_overrides(pairs)
+    except SidrecError as e:  # one line, as the CLI answers
+        raise SystemExit(f"error: {e}") from None
 
 
 def override_suffix(overrides: dict[str, Any]) -> str:

@@ -230,8 +230,9 @@ def collect(stage1: dict[str, Path], runs: dict[str, list[Path]]) -> tuple[dict[
         if test is not None:
             summary[f"industrial.{entry_name}.ndcg@10"] = test["ndcg@10"]
             summary[f"industrial.{entry_name}.hr@10"] = test["hr@10"]
-    stage1_keys, _ = seed_mean_per_example([stage1["sft"]])
-    stage1_per_example = {name: seed_mean_per_example([r])[1] for name, r in stage1.items()}
+    stage1_read = {name: seed_mean_per_example([r]) for name, r in stage1.items()}  # (row keys, per-example)
+    stage1_keys = stage1_read["sft"][0]
+    stage1_per_example = {name: per for name, (_, per) in stage1_read.items()}
     per_example: dict[str, Any] = {}
     per_example_valid: dict[str, Any] = {}
     for arm, done in runs.items():

@@ -372,6 +372,9 @@ def main() -> None:
     missing = [str(r) for arm, rs in runs.items() for r in rs if r.name not in {d.name for d in done[arm]}]
     if missing:
         console.print(f"[yellow]missing runs (not in the table):[/] {missing}")
+    if not any(done.values()):
+        raise SystemExit(f"no finished run of {', '.join(args.arms)} under {rel(args.work / folder)} (nor archived): "
+                         "run without --collect first")
     summary, raw, curves = collect(done)
     summary["scale"] = args.scale
     diagnostics = embedding_diagnostics(data, semantics, live) if live.get("released.sa_init") else {}

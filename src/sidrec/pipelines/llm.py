@@ -35,13 +35,26 @@ def sft_config(values: dict[str, Any]) -> Any:
 STAGE2_TRAINING = {"epochs": 1, "lr": 5e-5, "scheduler": "cosine", "warmup_ratio": 0.05}
 
 
+def continued_values(values: dict[str, Any], method: str) -> dict[str, Any]:
+    """A run config as stage 2 with `method` continues it, before its model folder is known: the method
+    switched, the whole model kept (no GGUF, no layer cut), the stage-2 schedule, and no method's section
+    (`continue_from` adds the one the new method carries over)."""
+    from sidrec.methods.registry import sections
+
+    out = {k: v for k, v in values.items() if k not in sections()}  # other methods' settings do not carry over
+    out["method"] = method
+    out["model"] = {**(values.get("model") or {}), "gguf_file": None, "num_layers": None}
+    out["training"] = {**(values.get("training") or {}), **STAGE2_TRAINING}
+    return out
+
+
 def continue_from(run: str | Path, method: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """A config that continues training a finished run's model with `method` (ILRec / DPO / S-DPO
     stage 2, or the plain-CE control): the run's config with model.name_or_path = RUN/model, the
     stage-2 schedule, and each method section as the new method carries it over."""
     from sidrec.llm.config import with_legacy_defaults
     from sidrec.llm.recommender import resolve_model_dir
-    from sidrec.methods.registry import get_method, method_of, sections
+    from sidrec.methods.registry import get_method, method_of
 
     run = Path(run)
     if not (run / "config.yaml").is_file():
@@ -51,13 +64,9 @@ def continue_from(run: str | Path, method: str, overrides: dict[str, Any] | None
     source, target = method_of(values), get_method(method)
     if not source.continuable:
         raise ConfigError(f"--from {run}: a {source.name} run cannot be continued as {method}")
-    values["method"] = method
-    values["model"] = {**(values.get("model") or {}), "name_or_path": str(model_dir), "gguf_file": None,
-                       "num_layers": None}
-    values["training"] = {**(values.get("training") or {}), **STAGE2_TRAINING}
-    carried = target.continued_section(values, run)
-    for name in sections():  # other methods' settings do not carry over
-        values.pop(name, None)
+    carried = target.continued_section({**values, "method": method}, run)
+    values = continued_values(values, method)
+    values["model"]["name_or_path"] = str(model_dir)
     if carried is not None:
         values[target.section] = carried  # type: ignore[index]
     return merge_config(values, overrides or {})

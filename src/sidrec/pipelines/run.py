@@ -306,20 +306,13 @@ def _entry_values(train: dict[str, dict[str, Any]], name: str) -> dict[str, Any]
     """A train entry's settings as its run will see them, without any run on disk: a `from` entry's own
     settings over its source entry's, as `continue_from` carries them (method switched, other methods'
     sections dropped, the stage-2 schedule)."""
-    from sidrec.methods.registry import sections
-    from sidrec.pipelines.llm import STAGE2_TRAINING
+    from sidrec.pipelines.llm import continued_values
 
     entry = dict(train[name])
     source = entry.pop("from", None)
     if source is None:
         return entry
-    base = _entry_values(train, source)
-    base["method"] = entry.get("method", "sft")
-    base["model"] = {**(base.get("model") or {}), "num_layers": None}
-    base["training"] = {**(base.get("training") or {}), **STAGE2_TRAINING}
-    for section in sections():
-        base.pop(section, None)
-    return merge_config(base, entry)
+    return merge_config(continued_values(_entry_values(train, source), entry.get("method", "sft")), entry)
 
 
 def check_stage_configs(cfg: PipelineConfig) -> None:
