@@ -11,13 +11,15 @@ popularity on the same rows.
     python benchmarks/quality.py --datasets demo --seeds 0 1 2          # the demo (synthetic)
     python benchmarks/quality.py --datasets industrial --seeds 0        # industrial-partial
     python benchmarks/quality.py --collect                              # only read finished runs
+    python benchmarks/quality.py --datasets industrial --models tiger   # retrain TIGER only, keep SFT's seeds
     python benchmarks/quality.py --scale gpu --datasets industrial --seeds 0 --models sft sasrec pop \
         --set train.sft.training.epochs=4                               # a budget: recorded in the JSON
 
 `--set KEY=VALUE` overrides the pipeline config (dotted keys, YAML values, as `sidrec run --set`) and
-`--models` keeps only some of its models; either is recorded under `config.overrides` / `config.models`,
-and runs with overrides live (and are archived) in a folder of their own, `<ds>-<scale>-set<hash>`, so
-that a budget-limited run never mixes with the config's own seeds.
+`--models` trains only some of its models; either is recorded under `config.overrides` / `config.models`.
+Runs with overrides live (and are archived) in a folder of their own, `<ds>-<scale>-set<hash>`, so that a
+budget-limited run never mixes with the config's own seeds; a `--models` subset alone trains the config's
+own models, in its own folders, and the models it leaves out keep their earlier (archived) runs.
 
 Each finished seed's per-example ranks and metrics are archived under
 benchmarks/results/quality-runs/<ds>-<scale>/seed<N>/<model>/ (committed, a few hundred KB), so the
@@ -45,7 +47,8 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from _common import METRICS, RESULTS, ROOT, SHARED_DATA, console, paired_ci, parse_sets, rel, write_result
+from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, console, override_suffix, paired_ci, parse_sets, rel,
+                     write_result)
 from sidrec.evaluation.metrics import metrics_from_ranks, per_example_metrics
 from sidrec.pipelines.run import load_pipeline_config, run_pipeline
 from sidrec.utils.io import read_json
@@ -80,17 +83,6 @@ def select_models(cfg: Any, models: list[str]) -> Any:
         return cfg
     return cfg.model_copy(update={"baselines": {k: v for k, v in cfg.baselines.items() if k in models},
                                   "train": {k: v for k, v in cfg.train.items() if k in models}})
-
-
-def variant_suffix(overrides: dict[str, Any], models: list[str]) -> str:
-    """'' for the config as it is; else `-set<hash>` of the overrides and the model list (its own folders)."""
-    if not overrides and set(models) >= set(MODELS):
-        return ""
-    import hashlib
-    import json
-
-    key = json.dumps({"overrides": overrides, "models": sorted(models)}, sort_keys=True, default=str)
-    return "-set" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 ARCHIVE = RESULTS / "quality-runs"
@@ -207,9 +199,9 @@ def main() -> None:
     for ds in args.datasets:
         if ds != "demo" and not SHARED_DATA.exists():
             raise SystemExit(f"the shared datasets are not at {SHARED_DATA}")
-        base = select_models(load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}", overrides), args.models)
+        base = load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}", overrides)
         configs[ds] = base.model_dump(mode="json", by_alias=True)
-        name = f"{ds}-{args.scale}" + variant_suffix(overrides, args.models)
+        name = f"{ds}-{args.scale}" + override_suffix(overrides)
         work, archived = args.work / name, ARCHIVE / name
         if not args.collect:
             for seed in args.seeds:

@@ -180,13 +180,11 @@ def test_slice_dataset_keeps_the_named_items(tmp_path: Path) -> None:
 
 def test_benchmark_overrides_are_recorded_in_folders_of_their_own() -> None:
     from _common import override_suffix, parse_sets
-    from quality import MODELS, variant_suffix
 
     sets = parse_sets(["train.sft.training.epochs=3", "a.b=[1, 2]"])
     assert sets == {"train.sft.training.epochs": 3, "a.b": [1, 2]}
-    assert override_suffix({}) == "" and variant_suffix({}, list(MODELS)) == ""
+    assert override_suffix({}) == ""
     assert override_suffix(sets).startswith("-set") and override_suffix(sets) == override_suffix(dict(sets))
-    assert variant_suffix({}, ["sft", "pop"]) != variant_suffix({}, list(MODELS))
 
 
 def test_dry_run_refuses_to_write_into_benchmarks_results(tmp_path: Path) -> None:

@@ -1,0 +1,40 @@
+"""benchmarks/quality.py's collection on hand-made runs: a `--models` subset (TIGER retrained alone)
+refreshes that model's archived seeds and keeps the others' (SFT, SASRec) from the archive."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from .bench_runs import make_run, ndcg, ranks
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import quality  # noqa: E402
+
+
+def test_a_models_subset_refreshes_its_archived_seeds_and_keeps_the_others(tmp_path: Path) -> None:
+    work, archived = tmp_path / "runs", tmp_path / "archive"
+    for seed in (0, 1):  # the config's earlier runs, archived, their run folders gone
+        for i, model in enumerate(("sft", "tiger", "sasrec")):
+            make_run(archived / f"seed{seed}" / model, ranks(10 * seed + i))
+    for seed in (0, 1):  # `--models tiger`: seed folders that hold only the retrained TIGER
+        make_run(work / f"seed{seed}" / "tiger", ranks(100 + seed))
+        quality.archive(work / f"seed{seed}", archived / f"seed{seed}")
+
+    folders = quality.seed_folders(work, archived)
+    assert folders == {0: archived / "seed0", 1: archived / "seed1"}  # no SFT in the live folders
+    res = quality.collect(folders)
+    mean = lambda *rs: sum(ndcg(r).mean() for r in rs) / len(rs)  # noqa: E731
+    assert res["means"]["tiger"]["ndcg@10"] == pytest.approx(mean(ranks(100), ranks(101)))  # the new TIGER
+    assert res["means"]["sft"]["ndcg@10"] == pytest.approx(mean(ranks(0), ranks(10)))  # SFT kept
+    assert res["paired"]["tiger_vs_sasrec"]["ndcg@10"]["diff"] == pytest.approx(
+        mean(ranks(100), ranks(101)) - mean(ranks(2), ranks(12)))
+
+
+def test_only_overrides_get_folders_of_their_own() -> None:
+    assert quality.override_suffix({}) == ""
+    assert quality.override_suffix({"train.sft.training.epochs": 4}).startswith("-set")
