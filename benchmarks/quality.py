@@ -86,16 +86,39 @@ def select_models(cfg: Any, models: list[str]) -> Any:
 
 
 ARCHIVE = RESULTS / "quality-runs"
-ARCHIVED = ("ranks_test.parquet", "metrics.json")
+ARCHIVED = ("ranks_test.parquet", "metrics.json", "config.yaml")  # config.yaml: runs archived before it lack it
+PER_SEED_KEYS = {"dataset", "sids", "training.seed", "training.device"}  # settings that may differ between seeds
 
 
 def archive(out: Path, dest: Path) -> None:
-    """Copy each finished model's ranks and metrics of one seed folder into the committed archive."""
+    """Copy each finished model's ranks, metrics and resolved config of one seed folder into the archive."""
     for m in MODELS:
         if (out / m / "ranks_test.parquet").is_file():
             (dest / m).mkdir(parents=True, exist_ok=True)
             for name in ARCHIVED:
-                shutil.copyfile(out / m / name, dest / m / name)
+                if (out / m / name).is_file():
+                    shutil.copyfile(out / m / name, dest / m / name)
+
+
+def check_same_settings(model: str, runs: dict[int, Path]) -> None:
+    """Refuse to average seeds of one model that were trained with different settings (e.g. TIGER's seed 0
+    at 5 epochs beside seed 1 at 30), where their resolved configs are archived."""
+    from sidrec.utils.fingerprint import flatten
+    from sidrec.utils.io import read_yaml
+
+    seen: dict[int, dict[str, Any]] = {}
+    for seed, run in runs.items():
+        if (run / "config.yaml").is_file():
+            seen[seed] = {k: v for k, v in flatten(read_yaml(run / "config.yaml")).items() if k not in PER_SEED_KEYS}
+    if not seen:
+        return
+    first, ref = next(iter(seen.items()))
+    for seed, values in seen.items():
+        differ = sorted(k for k in set(ref) | set(values) if ref.get(k) != values.get(k))
+        if differ:
+            raise SystemExit(f"{model}: seeds {first} and {seed} were trained with different settings "
+                             f"({', '.join(differ[:5])}): retrain the stale seeds with the same config "
+                             f"(quality.py --models {model} --seeds …) before collecting")
 
 
 def seed_folders(work: Path, archived: Path) -> dict[int, Path]:
@@ -133,6 +156,7 @@ def collect(outs: dict[int, Path]) -> dict[str, Any]:
     per_seed: dict[str, dict[int, Any]] = {m: {} for m in models}
     per_example: dict[str, dict[str, np.ndarray]] = {}
     for m in models:
+        check_same_settings(m, {seed: runs[m] for seed, runs in finished.items()})
         values = []
         for seed, runs in finished.items():
             r = rows.merge(ranks_of(runs[m]), on=["user_id", "target"], how="left")

@@ -38,3 +38,24 @@ def test_a_models_subset_refreshes_its_archived_seeds_and_keeps_the_others(tmp_p
 def test_only_overrides_get_folders_of_their_own() -> None:
     assert quality.override_suffix({}) == ""
     assert quality.override_suffix({"train.sft.training.epochs": 4}).startswith("-set")
+
+
+def _config(run: Path, seed: int, epochs: int) -> None:
+    from sidrec.utils.io import write_yaml
+
+    write_yaml(run / "config.yaml", {"method": "tiger", "dataset": f"/runs/seed{seed}/data",
+                                     "training": {"epochs": epochs, "seed": seed, "lr": 0.003}})
+
+
+def test_seeds_trained_with_different_settings_are_not_averaged(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        for i, model in enumerate(("sft", "tiger")):
+            make_run(tmp_path / f"seed{seed}" / model, ranks(10 * seed + i))
+    folders = {s: tmp_path / f"seed{s}" for s in (0, 1)}
+    _config(tmp_path / "seed0" / "tiger", 0, 30)
+    _config(tmp_path / "seed1" / "tiger", 1, 30)  # only the seed and the data folder differ
+    assert quality.collect(folders)["seeds"] == [0, 1]
+
+    _config(tmp_path / "seed1" / "tiger", 1, 5)  # a stale seed, trained before the config changed
+    with pytest.raises(SystemExit, match=r"tiger: seeds 0 and 1 .*training\.epochs.*--models tiger"):
+        quality.collect(folders)
