@@ -1,4 +1,5 @@
-"""TS-Rec ablation on industrial-partial: SFT vs +SA-Init vs +TS-Align vs both, per teacher, and SA-Init depth.
+"""TS-Rec ablation on industrial-partial (and ml-100k): SFT vs +SA-Init vs +TS-Align vs both, per teacher, and
+SA-Init depth.
 
 Teachers: the released TS-Rec semantics (../shared/data/amazon18-industrial/semantics, a teacher
 LLM's output) and sidrec's offline tfidf teacher. Every arm trains the same backbone for the same
@@ -25,6 +26,13 @@ it too.
     python benchmarks/tsrec.py --scale gpu --arms sft tfidf.sa_init --seeds 0 --set training.epochs=1
                                                   # a budget: `--set` overrides the scale's settings
                                                   # (recorded; runs in runs/bench-tsrec/<scale>-set<hash>/)
+    python benchmarks/tsrec.py --dataset ml100k --scale recipe --workers 1 --threads 2
+
+ml-100k (`--dataset ml100k`, the recipe scale): MovieLens 100K, leave-one-out, item text "title (year)
+genres", SIDs built by ml100k-cpu's pipeline (MiniLM → RQ-KMeans 3 × 32), the tfidf teacher only (no
+released semantics); the recipe is ml100k-cpu's sft entry for 1,215 steps of 16 (3 of its epochs), the
+whole validation and test splits (943 users each). Runs in runs/bench-tsrec/ml100k/, results in
+tsrec-ml100k.json with `ml100k.` summary keys.
 
 Runs live in runs/bench-tsrec/<scale>/<arm>/seed<N> (each a normal sidrec run folder: config.yaml,
 history.jsonl, metrics.json, ranks_test.parquet; rerun one with `sidrec train sft --config
@@ -108,6 +116,49 @@ SCALES: dict[str, dict[str, Any]] = {
 }
 
 
+RECIPE_ML100K = load_pipeline_config("ml100k-cpu").train["sft"]
+# ml-100k: the recipe on 2 cores (ml100k-cpu's sft entry: 4 layers, streams, level softmax, SID rows at 10x the
+# lr) for 1,215 steps of 16 = 3 of its epochs (5,299 train streams + the item tasks' 1,177 examples an epoch)
+ML100K_SCALES: dict[str, dict[str, Any]] = {
+    "recipe": {"model": {"name_or_path": "smollm2-135m", "num_layers": 4}, "data": RECIPE_ML100K["data"],
+               "recipe_sid_init": RECIPE_ML100K["model"]["sid_init"],
+               "training": {**RECIPE_ML100K["training"], "epochs": 10, "max_steps": 1215, "eval_steps": 135,
+                            "patience": 100, "log_steps": 20, "device": "cpu"},
+               "eval": {**RECIPE_ML100K["eval"], "splits": ["valid", "test"]},
+               "result": "tsrec-ml100k"},
+}
+# dataset → its scales and teachers (ml-100k has no released teacher semantics)
+DATASETS: dict[str, dict[str, Any]] = {
+    "industrial": {"scales": SCALES, "teachers": ("released", "tfidf"), "label": "industrial-partial"},
+    "ml100k": {"scales": ML100K_SCALES, "teachers": ("tfidf",), "label": "ml-100k"},
+}
+
+
+def prepare_ml100k(work: Path) -> tuple[Path, dict[str, Path], dict[str, Any]]:
+    """ml-100k imported and its SIDs built as ml100k-cpu's pipeline does (cached stages), and the tfidf
+    teacher's semantics.json; the SIDs' path is returned under `sids`."""
+    from sidrec.data.dataset import Dataset
+    from sidrec.pipelines.run import data_stage, sids_stage
+    from sidrec.semantics.format import coverage, load_semantics, save_semantics
+    from sidrec.semantics.tfidf import tfidf_semantics
+    from sidrec.sids.load import load_sid_table
+
+    cfg = load_pipeline_config("ml100k-cpu", {"data.import.path": str(SHARED_DATA / "ml-100k")})
+    data, data_key = data_stage(cfg, work)
+    sids, _ = sids_stage(cfg, work, data, data_key)
+    assert sids is not None
+    dataset = Dataset.load(data)
+    table = load_sid_table(dataset, sids)
+    path, info = work / "semantics" / "tfidf.json", {}
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        save_semantics(path, tfidf_semantics(dataset, table))
+        info["tfidf_seconds"] = round(time.perf_counter() - t0, 2)
+    info["tfidf"] = coverage(load_semantics(path, table), table).to_dict()
+    return data, {"tfidf": path, "sids": sids}, info
+
+
 def prepare(work: Path, teachers: set[str]) -> tuple[Path, dict[str, Path], dict[str, Any]]:
     """The imported dataset and both teachers' semantics.json (built once)."""
     from sidrec.data.dataset import Dataset
@@ -139,9 +190,9 @@ def prepare(work: Path, teachers: set[str]) -> tuple[Path, dict[str, Path], dict
     return data, paths, info
 
 
-def run_config(arm: str, seed: int, scale: str, data: Path, semantics: dict[str, Path]) -> dict[str, Any]:
+def run_config(arm: str, seed: int, s: dict[str, Any], data: Path, semantics: dict[str, Path]) -> dict[str, Any]:
+    """One arm's `sidrec train sft` config at the scale settings `s` (`semantics["sids"]`: built SIDs)."""
     teacher, levels, align = ARMS[arm]
-    s = SCALES[scale]
     # mean init ("random init", the paper's baseline) for every arm but `sft.recipe_init`
     sid_init = s.get("recipe_sid_init", "tfidf") if arm == RECIPE_INIT else "mean"
     cfg: dict[str, Any] = {
@@ -152,6 +203,8 @@ def run_config(arm: str, seed: int, scale: str, data: Path, semantics: dict[str,
         "training": {**s["training"], "seed": seed},
         "eval": s["eval"],
     }
+    if "sids" in semantics:
+        cfg["sids"] = str(semantics["sids"])
     if teacher is not None:
         cfg["tsrec"] = {"semantics": str(semantics[teacher]),
                         "sa_init": {"enabled": levels is not None, "levels": levels},
@@ -239,14 +292,15 @@ def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str
     return out
 
 
-def plot_curves(curves: dict[str, dict[int, list[tuple[int, float]]]], path: Path) -> None:
+def plot_curves(curves: dict[str, dict[int, list[tuple[int, float]]]], path: Path,
+                teachers: tuple[str, ...] = ("released", "tfidf")) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, teacher in zip(axes, ("released", "tfidf"), strict=True):
+    fig, axes = plt.subplots(1, len(teachers), figsize=(5.5 * len(teachers), 4), sharey=True, squeeze=False)
+    for ax, teacher in zip(axes[0], teachers, strict=True):
         for arm in ("sft", f"{teacher}.sa_init", f"{teacher}.ts_align", f"{teacher}.tsrec"):
             if arm not in curves or not curves[arm]:
                 continue
@@ -257,12 +311,12 @@ def plot_curves(curves: dict[str, dict[int, list[tuple[int, float]]]], path: Pat
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
         ax.legend()
-    axes[0].set_ylabel("NDCG@10")
+    axes[0][0].set_ylabel("NDCG@10")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def collect(done: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def collect(done: dict[str, list[Path]], ds: str = "industrial") -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(summary, raw, validation curves) from the finished runs of each arm: test metrics over seeds, and
     each arm paired with SFT (mean init) and with `sft.recipe_init` on the same seeds, on test and, where
     every run of the pair was evaluated on it, on validation."""
@@ -303,20 +357,20 @@ def collect(done: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[str, Any]
     # the fewest finished seeds of any arm (the table's `seeds` column has each arm's own count)
     summary: dict[str, Any] = {"seeds": min((len(r["runs"]) for r in raw.values()), default=0)}
     for arm, r in raw.items():
-        teachers = ["released", "tfidf"] if arm == "sft" else [arm.split(".")[0]]
+        teachers = list(DATASETS[ds]["teachers"]) if arm == "sft" else [arm.split(".")[0]]
         for teacher in teachers:
             name = arm if arm != "sft" else f"{teacher}.sft"
             for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
-                summary[f"industrial.{name}.{m}"] = r["test_over_seeds"][m]["mean"]
+                summary[f"{ds}.{name}.{m}"] = r["test_over_seeds"][m]["mean"]
         for key, prefix in (("paired_vs_sft", "ndcg@10_vs_sft"), ("valid_paired_vs_sft", "valid_ndcg@10_vs_sft"),
                             ("paired_vs_recipe_init", "ndcg@10_vs_recipe_init"),
                             ("valid_paired_vs_recipe_init", "valid_ndcg@10_vs_recipe_init")):
             if key in r:
                 pv = r[key]["ndcg@10"]
-                summary[f"industrial.{arm}.{prefix}"] = pv["diff"]
-                summary[f"industrial.{arm}.{prefix}_lo"] = pv["ci95"][0]
-                summary[f"industrial.{arm}.{prefix}_hi"] = pv["ci95"][1]
-        summary[f"industrial.{arm}.valid_curve_mean"] = r["valid_curve_mean"]
+                summary[f"{ds}.{arm}.{prefix}"] = pv["diff"]
+                summary[f"{ds}.{arm}.{prefix}_lo"] = pv["ci95"][0]
+                summary[f"{ds}.{arm}.{prefix}_hi"] = pv["ci95"][1]
+        summary[f"{ds}.{arm}.valid_curve_mean"] = r["valid_curve_mean"]
     if raw:
         summary["test_rows"] = min(r["test_rows"] for r in raw.values())
     return summary, raw, curves
@@ -324,7 +378,9 @@ def collect(done: dict[str, list[Path]]) -> tuple[dict[str, Any], dict[str, Any]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", choices=list(SCALES), default="cpu")
+    ap.add_argument("--dataset", choices=list(DATASETS), default="industrial")
+    ap.add_argument("--scale", choices=list(SCALES), default=None,
+                    help="industrial: cpu (default), recipe or gpu; ml100k: recipe (default)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--workers", type=int, default=2, help="runs trained at once")
@@ -337,27 +393,39 @@ def main() -> None:
                     help="override the scale's settings (dotted keys: training.epochs=1, model.num_layers=4, "
                          "eval.batch_size=128); recorded in the results file")
     args = ap.parse_args()
+    spec = DATASETS[args.dataset]
+    scales: dict[str, dict[str, Any]] = spec["scales"]
+    args.scale = args.scale or next(iter(scales))
+    if args.scale not in scales:
+        raise SystemExit(f"--scale {args.scale}: {args.dataset} has the scales {', '.join(scales)}")
+    bad = [a for a in args.arms if ARMS[a][0] not in (None, *spec["teachers"])]
+    if bad and args.arms != list(ARMS):
+        raise SystemExit(f"--arms {' '.join(bad)}: {args.dataset} has no such teacher's semantics "
+                         f"(teachers: {', '.join(spec['teachers'])})")
+    args.arms = [a for a in args.arms if a not in bad]  # the default: every arm the dataset has
     if args.markdown:
-        path = RESULTS / f"{SCALES[args.scale]['result']}.json"
+        path = RESULTS / f"{scales[args.scale]['result']}.json"
         if not path.is_file():
             raise SystemExit(f"--markdown: no results file {rel(path)}; run the benchmark (or --collect) first")
         print_markdown(read_json(path)["raw"])
         return
     overrides = parse_sets(args.sets)
     if args.smoke:  # the chosen scale's settings for a few steps on a few rows
-        base = SCALES[args.scale]
-        SCALES["smoke"] = {**base, "training": {**base["training"], "max_steps": 4, "eval_steps": 2, "eval_samples": 8},
-                           "eval": {**base["eval"], "max_examples": 16}, "result": "tsrec-smoke"}
+        base = scales[args.scale]
+        scales["smoke"] = {**base, "training": {**base["training"], "max_steps": 4, "eval_steps": 2, "eval_samples": 8},
+                           "eval": {**base["eval"], "max_examples": 16}, "result": base["result"] + "-smoke"}
         args.scale = "smoke"
 
     teachers = {ARMS[a][0] for a in args.arms} - {None}
-    data, semantics, sem_info = prepare(args.work, teachers)
+    work = args.work if args.dataset == "industrial" else args.work / args.dataset
+    data, semantics, sem_info = prepare(work, teachers) if args.dataset == "industrial" else prepare_ml100k(work)
     if overrides:
-        SCALES[args.scale] = merge_config(SCALES[args.scale], overrides)
+        scales[args.scale] = merge_config(scales[args.scale], overrides)
+    settings = scales[args.scale]
     folder = args.scale + override_suffix(overrides)
-    runs = {arm: [args.work / folder / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
+    runs = {arm: [work / folder / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
     if not args.collect:
-        jobs = [(run, run_config(arm, seed, args.scale, data, semantics))
+        jobs = [(run, run_config(arm, seed, settings, data, semantics))
                 for seed_idx, seed in enumerate(args.seeds) for arm in args.arms
                 for run in [runs[arm][seed_idx]]]
         t0 = time.perf_counter()
@@ -366,30 +434,31 @@ def main() -> None:
         console.print(f"all runs finished in {time.perf_counter() - t0:.0f} s")
 
     # finished runs, live or archived (benchmarks/results/tsrec-runs/: metrics, logs and ranks, committed)
-    archive = None if args.smoke else RESULTS / "tsrec-runs"
-    done = {arm: finished_runs(rs, args.work, archive) for arm, rs in runs.items()}
-    live = {arm: [r for r in rs if r.is_relative_to(args.work)] for arm, rs in done.items()}  # with weights
+    archive = None if args.smoke else RESULTS / "tsrec-runs" / work.relative_to(args.work)
+    done = {arm: finished_runs(rs, work, archive) for arm, rs in runs.items()}
+    live = {arm: [r for r in rs if r.is_relative_to(work)] for arm, rs in done.items()}  # with weights
     missing = [str(r) for arm, rs in runs.items() for r in rs if r.name not in {d.name for d in done[arm]}]
     if missing:
         console.print(f"[yellow]missing runs (not in the table):[/] {missing}")
     if not any(done.values()):
-        raise SystemExit(f"no finished run of {', '.join(args.arms)} under {rel(args.work / folder)} (nor archived): "
+        raise SystemExit(f"no finished run of {', '.join(args.arms)} under {rel(work / folder)} (nor archived): "
                          "run without --collect first")
-    summary, raw, curves = collect(done)
+    summary, raw, curves = collect(done, args.dataset)
     summary["scale"] = args.scale
     diagnostics = embedding_diagnostics(data, semantics, live) if live.get("released.sa_init") else {}
-    name = SCALES[args.scale]["result"]
-    results = args.work / "smoke" if args.smoke else RESULTS  # a smoke run writes nothing under results/
+    name = settings["result"]
+    results = work / "smoke" if args.smoke else RESULTS  # a smoke run writes nothing under results/
     results.mkdir(parents=True, exist_ok=True)
-    plot_curves(curves, results / f"{name}_curves.png")
-    seed0 = [live[a][0] for a in ("sft", "released.sa_init", "released.ts_align", "released.tsrec") if live.get(a)]
+    plot_curves(curves, results / f"{name}_curves.png", spec["teachers"])
+    teacher = spec["teachers"][0]
+    seed0 = [live[a][0] for a in ("sft", f"{teacher}.sa_init", f"{teacher}.ts_align", f"{teacher}.tsrec") if live.get(a)]
     if len(seed0) > 1:
         from sidrec.reporting.report import write_report
 
         write_report(seed0, results / f"{name}-report")
-    config = {"scale": args.scale, "overrides": overrides, "scale_settings": SCALES[args.scale], "seeds": args.seeds,
-              "arms": {a: ARMS[a] for a in args.arms},
-              "run_config_example": run_config("released.tsrec", args.seeds[0], args.scale, data, semantics),
+    config = {"dataset": args.dataset, "scale": args.scale, "overrides": overrides, "scale_settings": settings,
+              "seeds": args.seeds, "arms": {a: ARMS[a] for a in args.arms},
+              "run_config_example": run_config(f"{teacher}.tsrec", args.seeds[0], settings, data, semantics),
               "workers": args.workers, "threads_per_run": args.threads}
     extra = {"semantics": sem_info, "embedding_diagnostics": diagnostics}
     if args.smoke:
@@ -400,7 +469,7 @@ def main() -> None:
         write_json(path, {"summary": summary, "environment": environment_info(), "config": config, "raw": raw, **extra})
     else:
         path = write_result(name, summary=summary, config=config, raw=raw, **extra)
-    print_table(raw)
+    print_table(raw, spec["label"])
     console.print(f"wrote {rel(path)} and {rel(results / f'{name}_curves.png')}")
 
 
@@ -428,8 +497,8 @@ def print_markdown(raw: dict[str, Any]) -> None:
               f"{np.median(r['train_time_s']):.0f} |")
 
 
-def print_table(raw: dict[str, Any]) -> None:
-    t = Table(title="TS-Rec ablation · industrial-partial test (mean over seeds; Δ vs SFT with paired-bootstrap 95% CI)")
+def print_table(raw: dict[str, Any], label: str = "industrial-partial") -> None:
+    t = Table(title=f"TS-Rec ablation · {label} test (mean over seeds; Δ vs SFT with paired-bootstrap 95% CI)")
     for c in ("arm", "seeds", *METRICS, "Δ ndcg@10 [95% CI]", "p", "train s"):
         t.add_column(c, justify="left" if c == "arm" else "right")
     for arm, r in raw.items():

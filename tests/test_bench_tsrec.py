@@ -56,3 +56,33 @@ def test_collect_skips_the_validation_pairing_without_validation_ranks(tmp_path:
     assert "industrial.tfidf.sa_init.ndcg@10_vs_sft" in summary
     assert "valid_paired_vs_sft" not in raw["tfidf.sa_init"]
     assert "industrial.tfidf.sa_init.valid_ndcg@10_vs_sft" not in summary
+
+
+def test_ml100k_keys_carry_its_name_and_its_one_teacher(tmp_path: Path) -> None:
+    done = {"sft": [make_run(tmp_path / "sft" / "seed0", ranks(1), ranks(2), _curve(.1))],
+            "tfidf.sa_init": [make_run(tmp_path / "sa" / "seed0", ranks(3), ranks(4), _curve(.1))]}
+    summary, _, _ = tsrec.collect(done, "ml100k")
+    assert summary["ml100k.tfidf.sft.ndcg@10"] == pytest.approx(ndcg(ranks(1)).mean())
+    assert summary["ml100k.tfidf.sa_init.ndcg@10_vs_sft"] == pytest.approx(ndcg(ranks(3)).mean() - ndcg(ranks(1)).mean())
+    assert "ml100k.tfidf.sa_init.valid_ndcg@10_vs_sft" in summary
+    assert not any(k.startswith(("industrial.", "ml100k.released.")) for k in summary)
+
+
+def test_ml100k_runs_the_recipe_with_its_built_sids(tmp_path: Path) -> None:
+    settings = tsrec.ML100K_SCALES["recipe"]
+    cfg = tsrec.run_config("tfidf.tsrec", 1, settings, tmp_path / "data",
+                           {"tfidf": tmp_path / "tfidf.json", "sids": tmp_path / "sids.json"})
+    assert cfg["sids"] == str(tmp_path / "sids.json") and cfg["model"]["sid_init"] == "mean"
+    assert cfg["training"]["max_steps"] == 1215 and cfg["training"]["seed"] == 1
+    assert cfg["data"]["format"] == "stream" and cfg["eval"]["splits"] == ["valid", "test"]
+    assert tsrec.run_config("sft.recipe_init", 0, settings, tmp_path, {})["model"]["sid_init"] == "tfidf"
+    assert "sids" not in tsrec.run_config("sft", 0, tsrec.SCALES["recipe"], tmp_path, {"tfidf": tmp_path})
+
+
+def test_ml100k_refuses_the_released_teacher_and_the_old_scale_in_one_line() -> None:
+    import subprocess
+
+    for extra, says in ((["--arms", "released.sa_init"], "no such teacher"), (["--scale", "cpu"], "has the scales")):
+        r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tsrec.py"), "--dataset", "ml100k", *extra],
+                           capture_output=True, text=True, timeout=120, check=False)
+        assert r.returncode != 0 and says in r.stderr and "Traceback" not in r.stderr
