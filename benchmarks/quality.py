@@ -221,20 +221,25 @@ def main() -> None:
     results: dict[str, Any] = {k: v for k, v in old.get("raw", {}).items() if isinstance(v, dict) and "means" in v}
     configs: dict[str, Any] = {k: v for k, v in old.get("config", {}).get("pipelines", {}).items() if k in results}
     for ds in args.datasets:
-        if ds != "demo" and not SHARED_DATA.exists():
-            raise SystemExit(f"the shared datasets are not at {SHARED_DATA}")
         base = load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}", overrides)
-        configs[ds] = base.model_dump(mode="json", by_alias=True)
         name = f"{ds}-{args.scale}" + override_suffix(overrides)
         work, archived = args.work / name, ARCHIVE / name
         if not args.collect:
+            if ds != "demo" and not SHARED_DATA.exists():
+                raise SystemExit(f"the shared datasets are not at {SHARED_DATA}")
             for seed in args.seeds:
                 out = work / f"seed{seed}"
                 console.print(f"[bold]{ds} seed {seed}[/bold] → {out}")
                 cfg = load_pipeline_config(f"{CONFIGS[ds]}-{args.scale}", {**overrides, **seed_overrides(base, seed)})
                 run_pipeline(select_models(cfg, args.models), out)
                 archive(out, archived / f"seed{seed}")
-        results[ds] = collect(seed_folders(work, archived))
+        folders = seed_folders(work, archived)
+        if args.collect and not folders:  # nothing of this dataset here (no run folder, no archive): keep its figures
+            kept = "kept its earlier figures" if ds in results else "not in the results"
+            console.print(f"{ds}: no finished run under {rel(work)} nor {rel(archived)}: {kept}")
+            continue
+        configs[ds] = base.model_dump(mode="json", by_alias=True)
+        results[ds] = collect(folders)
     summary: dict[str, Any] = {}
     for ds, res in results.items():
         if "means" not in res:

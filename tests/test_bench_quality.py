@@ -59,3 +59,26 @@ def test_seeds_trained_with_different_settings_are_not_averaged(tmp_path: Path) 
     _config(tmp_path / "seed1" / "tiger", 1, 5)  # a stale seed, trained before the config changed
     with pytest.raises(SystemExit, match=r"tiger: seeds 0 and 1 .*training\.epochs.*--models tiger"):
         quality.collect(folders)
+
+
+def test_collect_reads_the_archive_and_keeps_a_dataset_without_runs(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    results = tmp_path / "results"
+    for i, model in enumerate(("sft", "sasrec", "pop")):
+        make_run(results / "quality-runs" / "industrial-cpu" / "seed0" / model, ranks(i))
+    demo = {"seeds": [0], "rows": 1, "means": {"sft": dict.fromkeys(quality.METRICS, 0.5)},
+            "per_seed": {"sft": {}}, "paired": {}}
+    (results / "quality.json").write_text(json.dumps({"summary": {}, "raw": {"demo": demo},
+                                                      "config": {"pipelines": {"demo": {"name": "old"}}}}))
+    env = {**os.environ, "SIDREC_BENCH_RESULTS": str(results), "SIDREC_SHARED_DATA": str(tmp_path / "none")}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--collect", "--datasets",
+                        "industrial", "demo", "--work", str(tmp_path / "runs")],
+                       env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "demo: no finished run" in r.stdout and "kept its earlier figures" in r.stdout
+    out = json.loads((results / "quality.json").read_text())
+    assert out["summary"]["industrial.sft.ndcg@10"] == pytest.approx(ndcg(ranks(0)).mean())
+    assert out["summary"]["demo.sft.ndcg@10"] == 0.5 and out["config"]["pipelines"]["demo"] == {"name": "old"}
