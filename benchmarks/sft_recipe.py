@@ -126,6 +126,9 @@ def main() -> None:
             done[arm] = run
             if arm == "recipe":
                 steps = int(read_json(run / "metrics.json")["train"]["steps"])
+    for arm in ARMS:  # arms of this setting measured by an earlier invocation keep their rows
+        if arm not in done and (out / arm / "ranks_test.parquet").is_file():
+            done[arm] = out / arm
     path = RESULTS / "sft_recipe.json"
     old = read_json(path) if path.is_file() else {}
     raw = dict(old.get("raw", {}))
@@ -175,7 +178,7 @@ def main() -> None:
         for name, config_name in old_config["datasets"].items():
             settings.setdefault(name, {"dataset": config_name, **{k: old_config.get(k) for k in (
                 "arms", "recipe_epochs", "recipe_overrides", "recipe")}})
-    settings[key] = {"dataset": CONFIGS[args.dataset], "arms": arms, "recipe_epochs": args.epochs,
+    settings[key] = {"dataset": CONFIGS[args.dataset], "arms": list(done), "recipe_epochs": args.epochs,
                      "recipe_overrides": args.set, "recipe": recipe}
     path = write_result("sft_recipe", summary=summary, config={"settings": settings}, raw=raw)
     console.print(f"wrote {path.relative_to(ROOT)}")
