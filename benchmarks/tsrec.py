@@ -418,7 +418,12 @@ def main() -> None:
 
     teachers = {ARMS[a][0] for a in args.arms} - {None}
     work = args.work if args.dataset == "industrial" else args.work / args.dataset
-    data, semantics, sem_info = prepare(work, teachers) if args.dataset == "industrial" else prepare_ml100k(work)
+    from sidrec.errors import SidrecError
+
+    try:  # e.g. the shared datasets missing: one line, as the CLI answers
+        data, semantics, sem_info = prepare(work, teachers) if args.dataset == "industrial" else prepare_ml100k(work)
+    except SidrecError as e:
+        raise SystemExit(f"error: {e}") from None
     if overrides:
         scales[args.scale] = merge_config(scales[args.scale], overrides)
     settings = scales[args.scale]

@@ -86,3 +86,16 @@ def test_ml100k_refuses_the_released_teacher_and_the_old_scale_in_one_line() -> 
         r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tsrec.py"), "--dataset", "ml100k", *extra],
                            capture_output=True, text=True, timeout=120, check=False)
         assert r.returncode != 0 and says in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_shared_data_is_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, "SIDREC_SHARED_DATA": str(tmp_path / "none")}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tsrec.py"), "--dataset", "ml100k", "--collect",
+                        "--work", str(tmp_path / "work")], env=env, capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]  # after the stage's progress line
+    assert last.startswith("error:") and "ml-100k: no *.inter file" in last
