@@ -36,7 +36,9 @@ tsrec-ml100k.json with `ml100k.` summary keys.
 
 Runs live in runs/bench-tsrec/<scale>/<arm>/seed<N> (each a normal sidrec run folder: config.yaml,
 history.jsonl, metrics.json, ranks_test.parquet; rerun one with `sidrec train sft --config
-RUN/config.yaml --out RUN --overwrite`). Writes benchmarks/results/tsrec.json (`--scale recipe`:
+RUN/config.yaml --out RUN --overwrite`). `--arms` and `--seeds` say what to train (a run finished here or in
+the archive, benchmarks/results/tsrec-runs/, is not retrained); the table holds every finished seed of
+every arm of the scale, live or archived, so arms and seeds can be trained in separate invocations. Writes benchmarks/results/tsrec.json (`--scale recipe`:
 tsrec-recipe.json; `--smoke`: under WORK/smoke/ only) with summary keys
 `industrial.released.{sft,sa_init,ts_align,tsrec}.ndcg@10`, `.hr@10`, the same under
 `industrial.tfidf.`, `industrial.<arm>.ndcg@10_vs_sft` and `.ndcg@10_vs_recipe_init` (+ `_lo` / `_hi`, the
@@ -210,6 +212,18 @@ def run_config(arm: str, seed: int, s: dict[str, Any], data: Path, semantics: di
                         "sa_init": {"enabled": levels is not None, "levels": levels},
                         "align": {"enabled": align, "weight": 1.0}}
     return cfg
+
+
+def dataset_arms(ds: str) -> list[str]:
+    """The arms `ds` has: those of its teachers and the teacher-free ones."""
+    return [a for a, (teacher, _, _) in ARMS.items() if teacher in (None, *DATASETS[ds]["teachers"])]
+
+
+def seed_runs(arm_dir: Path, archived: Path | None) -> list[Path]:
+    """`arm_dir`/seed<N> for every N with a folder there or in its archived copy `archived`, by seed."""
+    names = {p.name for d in (arm_dir, archived) if d is not None and d.is_dir()
+             for p in d.glob("seed*") if p.is_dir() and p.name.removeprefix("seed").isdigit()}
+    return [arm_dir / n for n in sorted(names, key=lambda n: int(n.removeprefix("seed")))]
 
 
 def paired(base: list[Path], arm: list[Path], split: str) -> dict[str, Any]:
@@ -398,7 +412,7 @@ def main() -> None:
     args.scale = args.scale or next(iter(scales))
     if args.scale not in scales:
         raise SystemExit(f"--scale {args.scale}: {args.dataset} has the scales {', '.join(scales)}")
-    bad = [a for a in args.arms if ARMS[a][0] not in (None, *spec["teachers"])]
+    bad = [a for a in args.arms if a not in dataset_arms(args.dataset)]
     if bad and args.arms != list(ARMS):
         raise SystemExit(f"--arms {' '.join(bad)}: {args.dataset} has no such teacher's semantics "
                          f"(teachers: {', '.join(spec['teachers'])})")
@@ -429,24 +443,28 @@ def main() -> None:
     settings = scales[args.scale]
     folder = args.scale + override_suffix(overrides)
     runs = {arm: [work / folder / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
-    if not args.collect:
+    # finished runs, live or archived (benchmarks/results/tsrec-runs/: metrics, logs and ranks, committed)
+    archive = None if args.smoke else RESULTS / "tsrec-runs" / work.relative_to(args.work)
+    if not args.collect:  # what `--arms` / `--seeds` name and is not finished here or in the archive
         jobs = [(run, run_config(arm, seed, settings, data, semantics))
                 for seed_idx, seed in enumerate(args.seeds) for arm in args.arms
-                for run in [runs[arm][seed_idx]]]
+                for run in [runs[arm][seed_idx]] if not finished_runs([run], work, archive)]
         t0 = time.perf_counter()
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(lambda job: train_run(job[0], job[1], args.threads), jobs))
         console.print(f"all runs finished in {time.perf_counter() - t0:.0f} s")
 
-    # finished runs, live or archived (benchmarks/results/tsrec-runs/: metrics, logs and ranks, committed)
-    archive = None if args.smoke else RESULTS / "tsrec-runs" / work.relative_to(args.work)
-    done = {arm: finished_runs(rs, work, archive) for arm, rs in runs.items()}
+    # the table holds every finished seed of every arm of this scale, not only those this invocation named,
+    # so that arms and seeds can be trained in separate invocations
+    every = dataset_arms(args.dataset)
+    done = {arm: finished_runs(seed_runs(work / folder / arm, archive / folder / arm if archive else None),
+                               work, archive) for arm in every}
     live = {arm: [r for r in rs if r.is_relative_to(work)] for arm, rs in done.items()}  # with weights
     missing = [str(r) for arm, rs in runs.items() for r in rs if r.name not in {d.name for d in done[arm]}]
     if missing:
         console.print(f"[yellow]missing runs (not in the table):[/] {missing}")
     if not any(done.values()):
-        raise SystemExit(f"no finished run of {', '.join(args.arms)} under {rel(work / folder)} (nor archived): "
+        raise SystemExit(f"no finished run under {rel(work / folder)} (nor archived): "
                          "run without --collect first")
     summary, raw, curves = collect(done, args.dataset)
     summary["scale"] = args.scale
@@ -456,13 +474,15 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     plot_curves(curves, results / f"{name}_curves.png", spec["teachers"])
     teacher = spec["teachers"][0]
-    seed0 = [live[a][0] for a in ("sft", f"{teacher}.sa_init", f"{teacher}.ts_align", f"{teacher}.tsrec") if live.get(a)]
+    seed0 = [r for a in ("sft", RECIPE_INIT, f"{teacher}.sa_init", f"{teacher}.ts_align", f"{teacher}.tsrec")
+             for r in done.get(a, []) if r.name == "seed0"]
     if len(seed0) > 1:
         from sidrec.reporting.report import write_report
 
         write_report(seed0, results / f"{name}-report")
     config = {"dataset": args.dataset, "scale": args.scale, "overrides": overrides, "scale_settings": settings,
-              "seeds": args.seeds, "arms": {a: ARMS[a] for a in args.arms},
+              "trained": {"seeds": args.seeds, "arms": args.arms},  # this invocation's; the table: every finished run
+              "arms": {a: ARMS[a] for a in every},
               "run_config_example": run_config(f"{teacher}.tsrec", args.seeds[0], settings, data, semantics),
               "workers": args.workers, "threads_per_run": args.threads}
     extra = {"semantics": sem_info, "embedding_diagnostics": diagnostics}

@@ -99,3 +99,25 @@ def test_missing_shared_data_is_one_line(tmp_path: Path) -> None:
     assert r.returncode != 0 and "Traceback" not in r.stderr
     last = r.stderr.strip().splitlines()[-1]  # after the stage's progress line
     assert last.startswith("error:") and "ml-100k: no *.inter file" in last
+
+
+def test_every_finished_seed_live_or_archived_is_collected(tmp_path: Path) -> None:
+    """A later invocation that trains seed 1 keeps seed 0 from the archive (its live folder gone): the table
+    holds both, each read from where it is finished, in seed order."""
+    work, archive = tmp_path / "runs" / "recipe" / "sft", tmp_path / "archive" / "recipe" / "sft"
+    make_run(archive / "seed0", ranks(1))
+    make_run(work / "seed1", ranks(2))
+    make_run(work / "seed10", ranks(3))
+    (work / "seed2").mkdir()  # started, unfinished: not in the table
+    (work / "notes").mkdir()
+    runs = tsrec.seed_runs(work, archive)
+    assert [r.name for r in runs] == ["seed0", "seed1", "seed2", "seed10"]
+    done = tsrec.finished_runs(runs, tmp_path / "runs", tmp_path / "archive")
+    assert done == [archive / "seed0", work / "seed1", work / "seed10"]
+    assert (archive / "seed1" / "metrics.json").is_file()  # the live finished run is archived
+    assert tsrec.seed_runs(tmp_path / "nowhere", None) == []
+
+
+def test_each_dataset_has_the_arms_of_its_teachers() -> None:
+    assert set(tsrec.dataset_arms("industrial")) == set(tsrec.ARMS)
+    assert tsrec.dataset_arms("ml100k") == ["sft", "tfidf.sa_init", "tfidf.ts_align", "tfidf.tsrec", "sft.recipe_init"]
