@@ -14,9 +14,10 @@ Scales: `cpu` is the table measured before the SFT recipe (2 layers, prompt → 
 softmax, 240 steps, 600 test rows); `recipe` is the SFT recipe on 2 cores (industrial-partial-cpu's sft
 entry: 4 layers, item streams, level softmax, SID rows at 10x the lr; 1,120 steps of 16, the whole
 validation and test splits); `gpu` is the recipe with the whole 30-layer model. Every arm but
-`sft.recipe_init` starts its SID rows from the library's mean resize (the paper's "random init"
-baseline); `sft.recipe_init` is SFT with the recipe's own initialisation, and every arm is paired with
-it too.
+`sft.recipe_init` and `sft.sampled_init` start their SID rows from the library's mean resize (the paper's
+"random init" baseline); `sft.recipe_init` is SFT with the recipe's own initialisation (tfidf SA-Init rows,
+distinct sampled rows for the rest), and every arm is paired with it too; `sft.sampled_init` is SFT from
+distinct random rows (no text), the control for whether SA-Init's content matters.
 
     python benchmarks/tsrec.py                    # cpu scale, 3 seeds, 2 worker processes
     python benchmarks/tsrec.py --scale recipe --workers 1 --threads 2   # the recipe on 2 cores (~30-60 min a run)
@@ -82,8 +83,12 @@ ARMS: dict[str, tuple[str | None, list[str] | None, bool]] = {
     # SFT with the recipe's own initialisation (tfidf SA-Init-like rows, `model.sid_init: tfidf`) instead of
     # the library's mean resize that every other arm starts from (the paper's "random init" baseline)
     "sft.recipe_init": (None, None, False),
+    # SFT from distinct random rows (`model.sid_init: sampled`: drawn from the pretrained rows' mean and
+    # covariance), no text: does SA-Init's content matter, or that the rows start apart?
+    "sft.sampled_init": (None, None, False),
 }
 RECIPE_INIT = "sft.recipe_init"
+SID_INIT = {"sft.sampled_init": "sampled"}  # the arms' `model.sid_init` beside the mean resize and the recipe's
 # the SFT recipe's settings (item streams, level softmax, SID-row lr, the task mixture), as packaged
 RECIPE_CPU = load_pipeline_config("industrial-partial-cpu").train["sft"]
 RECIPE_GPU = load_pipeline_config("industrial-partial-gpu").train["sft"]
@@ -196,7 +201,7 @@ def run_config(arm: str, seed: int, s: dict[str, Any], data: Path, semantics: di
     """One arm's `sidrec train sft` config at the scale settings `s` (`semantics["sids"]`: built SIDs)."""
     teacher, levels, align = ARMS[arm]
     # mean init ("random init", the paper's baseline) for every arm but `sft.recipe_init`
-    sid_init = s.get("recipe_sid_init", "tfidf") if arm == RECIPE_INIT else "mean"
+    sid_init = s.get("recipe_sid_init", "tfidf") if arm == RECIPE_INIT else SID_INIT.get(arm, "mean")
     cfg: dict[str, Any] = {
         "method": "sft" if teacher is None else "tsrec",
         "dataset": str(data),
@@ -303,6 +308,70 @@ def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str
         cos = torch.nn.functional.cosine_similarity(trained[used_b], init[used_b], dim=1)
         out[f"{arm}.trained_vs_init_cos_level_b"] = float(cos.mean())
         out[f"{arm}.trained_mean_pairwise_cos_level_b"] = pairwise_cos(trained[used_b])
+    return out
+
+
+def row_stats(emb: Any, rows: dict[str, list[int]], meaning: dict[int, Any]) -> dict[str, dict[str, float | None]]:
+    """Per SID level (`rows`: level → used token ids): the rows' mean L2 norm, their mean pairwise cosine (how
+    alike the level's tokens read) and their mean cosine to the teacher's keyword mean (`meaning`: token id →
+    the SA-Init vector, for the tokens with semantics; how much each token reads as its keywords)."""
+    import torch
+
+    out: dict[str, dict[str, float | None]] = {}
+    for level, ids in rows.items():
+        w = emb[ids].float()
+        unit = torch.nn.functional.normalize(w, dim=1)
+        n = len(ids)
+        stats = {"norm": float(w.norm(dim=1).mean()),
+                 "pairwise_cos": float(((unit @ unit.T).sum() - n) / (n * (n - 1))) if n > 1 else None}
+        have = [i for i in ids if i in meaning]
+        if have:
+            target = torch.stack([meaning[i].float() for i in have])
+            stats["cos_to_keywords"] = float(torch.nn.functional.cosine_similarity(emb[have].float(), target, dim=1).mean())
+        out[level] = stats
+    return out
+
+
+def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, list[Path]],
+                        teacher: str = "tfidf") -> dict[str, Any]:
+    """Where the SID rows start and where training leaves them, per level (`row_stats`, against `teacher`'s
+    keyword means): the mean resize and SA-Init as the two starting points, then the first live run of every
+    arm; plus each arm's share of align examples (TS-Align's token2desc / desc2token) and seconds per step."""
+    import torch
+
+    from sidrec.data.dataset import Dataset
+    from sidrec.llm.backbone import BackboneConfig, load_backbone
+    from sidrec.llm.recommender import GenerativeRecommender
+    from sidrec.llm.sid_init import sa_init
+    from sidrec.semantics.format import load_semantics
+    from sidrec.sids.load import load_sid_table
+
+    sids = semantics.get("sids")
+    table = load_sid_table(Dataset.load(data), sids if sids is not None else None)
+    torch.manual_seed(0)
+    model, tok, sid = load_backbone(BackboneConfig(num_layers=1), table.vocab())
+    emb = model.get_input_embeddings().weight.detach()
+    mean_rows = emb.clone()
+    levels = "abcdefgh"
+    rows = {levels[lvl]: [sid.per_level[lvl][c] for c in sorted(set(table.codes[:, lvl].tolist()))]
+            for lvl in range(table.codes.shape[1])}
+    with torch.no_grad():
+        sa_init(model, tok, sid, load_semantics(semantics[teacher], table))
+    sa_rows = model.get_input_embeddings().weight.detach().clone()
+    meaning = {i: sa_rows[i] for ids in rows.values() for i in ids if not torch.equal(sa_rows[i], mean_rows[i])}
+    out: dict[str, Any] = {"teacher": teacher, "start.mean_resize": row_stats(mean_rows, rows, meaning),
+                           f"start.{teacher}_sa_init": row_stats(sa_rows, rows, meaning), "runs": {}}
+    for arm, rs in runs.items():
+        if not rs:
+            continue
+        run = rs[0]
+        trained = GenerativeRecommender.load(run / "model").model.get_input_embeddings().weight.detach()
+        train = read_json(run / "metrics.json")["train"]
+        corpus = train.get("corpus", {})
+        align = sum(v for k, v in corpus.items() if k in ("token2desc", "desc2token"))
+        out["runs"][arm] = {"run": rel(run), "rows": row_stats(trained, rows, meaning),
+                            "align_example_share": align / max(1, sum(corpus.values())),
+                            "seconds_per_step": train["time_s"] / max(1, train["steps"])}
     return out
 
 
@@ -469,6 +538,8 @@ def main() -> None:
     summary, raw, curves = collect(done, args.dataset)
     summary["scale"] = args.scale
     diagnostics = embedding_diagnostics(data, semantics, live) if live.get("released.sa_init") else {}
+    if any(live.values()) and not args.smoke and semantics.get("tfidf", Path("-")).is_file():
+        diagnostics["sid_rows"] = sid_row_diagnostics(data, semantics, live)  # against the tfidf keywords
     name = settings["result"]
     results = work / "smoke" if args.smoke else RESULTS  # a smoke run writes nothing under results/
     results.mkdir(parents=True, exist_ok=True)
@@ -482,7 +553,8 @@ def main() -> None:
         write_report(seed0, results / f"{name}-report")
     config = {"dataset": args.dataset, "scale": args.scale, "overrides": overrides, "scale_settings": settings,
               "trained": {"seeds": args.seeds, "arms": args.arms},  # this invocation's; the table: every finished run
-              "arms": {a: ARMS[a] for a in every},
+              "arms": {a: ARMS[a] for a in every},  # (teacher, SA-Init levels, TS-Align)
+              "arm_sid_init": {a: run_config(a, 0, settings, data, semantics)["model"]["sid_init"] for a in every},
               "run_config_example": run_config(f"{teacher}.tsrec", args.seeds[0], settings, data, semantics),
               "workers": args.workers, "threads_per_run": args.threads}
     extra = {"semantics": sem_info, "embedding_diagnostics": diagnostics}

@@ -76,6 +76,8 @@ def test_ml100k_runs_the_recipe_with_its_built_sids(tmp_path: Path) -> None:
     assert cfg["training"]["max_steps"] == 1215 and cfg["training"]["seed"] == 1
     assert cfg["data"]["format"] == "stream" and cfg["eval"]["splits"] == ["valid", "test"]
     assert tsrec.run_config("sft.recipe_init", 0, settings, tmp_path, {})["model"]["sid_init"] == "tfidf"
+    sampled = tsrec.run_config("sft.sampled_init", 0, settings, tmp_path, {})
+    assert sampled["model"]["sid_init"] == "sampled" and sampled["method"] == "sft" and "tsrec" not in sampled
     assert "sids" not in tsrec.run_config("sft", 0, tsrec.SCALES["recipe"], tmp_path, {"tfidf": tmp_path})
 
 
@@ -120,4 +122,21 @@ def test_every_finished_seed_live_or_archived_is_collected(tmp_path: Path) -> No
 
 def test_each_dataset_has_the_arms_of_its_teachers() -> None:
     assert set(tsrec.dataset_arms("industrial")) == set(tsrec.ARMS)
-    assert tsrec.dataset_arms("ml100k") == ["sft", "tfidf.sa_init", "tfidf.ts_align", "tfidf.tsrec", "sft.recipe_init"]
+    assert tsrec.dataset_arms("ml100k") == ["sft", "tfidf.sa_init", "tfidf.ts_align", "tfidf.tsrec", "sft.recipe_init",
+                                            "sft.sampled_init"]
+
+
+def test_row_stats_reads_how_alike_the_rows_are_and_how_close_to_their_keywords() -> None:
+    import torch
+
+    emb = torch.zeros(6, 2)
+    emb[0], emb[1], emb[2] = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]), torch.tensor([3.0, 0.0])
+    emb[3], emb[4] = torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0])
+    meaning = {0: torch.tensor([1.0, 0.0]), 1: torch.tensor([1.0, 0.0])}  # token 2 has no semantics
+    out = tsrec.row_stats(emb, {"a": [0, 1, 2], "b": [3, 4], "c": [5]}, meaning)
+    # pairs (0,1) cos 0, (0,2) cos 1, (1,2) cos 0
+    assert out["a"]["pairwise_cos"] == pytest.approx(1 / 3)
+    assert out["a"]["norm"] == pytest.approx(2.0)
+    assert out["a"]["cos_to_keywords"] == pytest.approx(0.5)  # token 0: 1, token 1: 0
+    assert out["b"]["pairwise_cos"] == pytest.approx(1.0) and "cos_to_keywords" not in out["b"]
+    assert out["c"]["norm"] == 0.0 and out["c"]["pairwise_cos"] is None  # one row
