@@ -256,7 +256,7 @@ def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str
     table = load_sid_table(Dataset.load(data), None)
     out: dict[str, Any] = {}
     sem = load_semantics(semantics["released"], table)
-    cfg = BackboneConfig(num_layers=2)
+    cfg = BackboneConfig(num_layers=2, sid_init="mean")  # the default init of these figures: the mean resize
 
     def pairwise_cos(w: torch.Tensor) -> float:
         w = torch.nn.functional.normalize(w.float(), dim=1)
@@ -313,8 +313,10 @@ def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str
 
 def row_stats(emb: Any, rows: dict[str, list[int]], meaning: dict[int, Any]) -> dict[str, dict[str, float | None]]:
     """Per SID level (`rows`: level → used token ids): the rows' mean L2 norm, their mean pairwise cosine (how
-    alike the level's tokens read) and their mean cosine to the teacher's keyword mean (`meaning`: token id →
-    the SA-Init vector, for the tokens with semantics; how much each token reads as its keywords)."""
+    alike the level's tokens read), their mean cosine to the teacher's keyword mean (`meaning`: token id →
+    the SA-Init vector, for the tokens with semantics) and `keyword_specificity`, that cosine less the mean
+    cosine to the other tokens' keyword means of the level (how much a token reads as its own keywords
+    rather than as the level's: 0 for identical rows, whatever their direction)."""
     import torch
 
     out: dict[str, dict[str, float | None]] = {}
@@ -326,8 +328,13 @@ def row_stats(emb: Any, rows: dict[str, list[int]], meaning: dict[int, Any]) -> 
                  "pairwise_cos": float(((unit @ unit.T).sum() - n) / (n * (n - 1))) if n > 1 else None}
         have = [i for i in ids if i in meaning]
         if have:
-            target = torch.stack([meaning[i].float() for i in have])
-            stats["cos_to_keywords"] = float(torch.nn.functional.cosine_similarity(emb[have].float(), target, dim=1).mean())
+            target = torch.nn.functional.normalize(torch.stack([meaning[i].float() for i in have]), dim=1)
+            sim = torch.nn.functional.normalize(emb[have].float(), dim=1) @ target.T  # row i · keywords of j
+            own = sim.diagonal()
+            stats["cos_to_keywords"] = float(own.mean())
+            if len(have) > 1:  # its own keywords over the level's other tokens' keywords: 0 when rows are alike
+                other = (sim.sum(1) - own) / (len(have) - 1)
+                stats["keyword_specificity"] = float((own - other).mean())
         out[level] = stats
     return out
 
@@ -335,8 +342,8 @@ def row_stats(emb: Any, rows: dict[str, list[int]], meaning: dict[int, Any]) -> 
 def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, list[Path]],
                         teacher: str = "tfidf") -> dict[str, Any]:
     """Where the SID rows start and where training leaves them, per level (`row_stats`, against `teacher`'s
-    keyword means): the mean resize and SA-Init as the two starting points, then the first live run of every
-    arm; plus each arm's share of align examples (TS-Align's token2desc / desc2token) and seconds per step."""
+    keyword means): the mean resize, sampled rows and SA-Init as starting points, then the first live run of
+    every arm; plus each arm's share of align examples (TS-Align's token2desc / desc2token) and seconds per step."""
     import torch
 
     from sidrec.data.dataset import Dataset
@@ -349,9 +356,11 @@ def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, 
     sids = semantics.get("sids")
     table = load_sid_table(Dataset.load(data), sids if sids is not None else None)
     torch.manual_seed(0)
-    model, tok, sid = load_backbone(BackboneConfig(num_layers=1), table.vocab())
-    emb = model.get_input_embeddings().weight.detach()
-    mean_rows = emb.clone()
+    sampled_rows = load_backbone(BackboneConfig(num_layers=1, sid_init="sampled"), table.vocab())[0] \
+        .get_input_embeddings().weight.detach().clone()
+    torch.manual_seed(0)
+    model, tok, sid = load_backbone(BackboneConfig(num_layers=1, sid_init="mean"), table.vocab())
+    mean_rows = model.get_input_embeddings().weight.detach().clone()
     levels = "abcdefgh"
     rows = {levels[lvl]: [sid.per_level[lvl][c] for c in sorted(set(table.codes[:, lvl].tolist()))]
             for lvl in range(table.codes.shape[1])}
@@ -360,6 +369,7 @@ def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, 
     sa_rows = model.get_input_embeddings().weight.detach().clone()
     meaning = {i: sa_rows[i] for ids in rows.values() for i in ids if not torch.equal(sa_rows[i], mean_rows[i])}
     out: dict[str, Any] = {"teacher": teacher, "start.mean_resize": row_stats(mean_rows, rows, meaning),
+                           "start.sampled": row_stats(sampled_rows, rows, meaning),
                            f"start.{teacher}_sa_init": row_stats(sa_rows, rows, meaning), "runs": {}}
     for arm, rs in runs.items():
         if not rs:
@@ -490,7 +500,12 @@ def main() -> None:
         path = RESULTS / f"{scales[args.scale]['result']}.json"
         if not path.is_file():
             raise SystemExit(f"--markdown: no results file {rel(path)}; run the benchmark (or --collect) first")
-        print_markdown(read_json(path)["raw"])
+        result = read_json(path)
+        print_markdown(result["raw"])
+        rows = result.get("embedding_diagnostics", {}).get("sid_rows")
+        if rows:
+            print()
+            print_rows_markdown(rows)
         return
     overrides = parse_sets(args.sets)
     if args.smoke:  # the chosen scale's settings for a few steps on a few rows
@@ -592,6 +607,24 @@ def print_markdown(raw: dict[str, Any]) -> None:
         curve_mean = f"{r['valid_curve_mean']:.4f}" if "valid_curve_mean" in r else "—"
         print(f"| {arm} | {len(r['runs'])} | {' | '.join(cells)} | {delta} | {more}{curve_mean} | "
               f"{np.median(r['train_time_s']):.0f} |")
+
+
+def print_rows_markdown(d: dict[str, Any], level: str = "b") -> None:
+    """The SID-row diagnostics (`sid_row_diagnostics`) of one level as a markdown table."""
+    print(f"| SID rows, level {level} | mean pairwise cos | cos to own {d['teacher']} keywords | keyword specificity | "
+          "align share of examples | s / step |")
+    print("|---" * 6 + "|")
+    runs = d.get("runs", {})
+    entries = [(k.removeprefix("start."), v, None) for k, v in d.items() if k.startswith("start.")]
+    entries += [(f"{arm} ({Path(r['run']).name}), trained", r["rows"], r) for arm, r in runs.items()]
+    for name, rows, r in entries:
+        x = rows.get(level, {})
+
+        def f(key: str) -> str:
+            return f"{x[key]:.3f}" if x.get(key) is not None else "—"
+
+        more = f"{r['align_example_share']:.2f} | {r['seconds_per_step']:.2f}" if r else "— | —"
+        print(f"| {name} | {f('pairwise_cos')} | {f('cos_to_keywords')} | {f('keyword_specificity')} | {more} |")
 
 
 def print_table(raw: dict[str, Any], label: str = "industrial-partial") -> None:

@@ -138,5 +138,21 @@ def test_row_stats_reads_how_alike_the_rows_are_and_how_close_to_their_keywords(
     assert out["a"]["pairwise_cos"] == pytest.approx(1 / 3)
     assert out["a"]["norm"] == pytest.approx(2.0)
     assert out["a"]["cos_to_keywords"] == pytest.approx(0.5)  # token 0: 1, token 1: 0
+    # token 0: own 1, other (token 1's keywords) 1; token 1: own 0, other 0 → specificity 0
+    assert out["a"]["keyword_specificity"] == pytest.approx(0.0)
+    apart = tsrec.row_stats(torch.eye(2), {"a": [0, 1]}, {0: torch.tensor([1.0, 0.0]), 1: torch.tensor([0.0, 3.0])})
+    assert apart["a"]["keyword_specificity"] == pytest.approx(1.0)
+    alike = tsrec.row_stats(torch.ones(2, 2), {"a": [0, 1]}, {0: torch.tensor([1.0, 0.0]), 1: torch.tensor([0.0, 3.0])})
+    assert alike["a"]["keyword_specificity"] == pytest.approx(0.0)
     assert out["b"]["pairwise_cos"] == pytest.approx(1.0) and "cos_to_keywords" not in out["b"]
     assert out["c"]["norm"] == 0.0 and out["c"]["pairwise_cos"] is None  # one row
+
+
+def test_the_row_diagnostics_table_has_the_starts_and_the_trained_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    stats = {"b": {"norm": 3.0, "pairwise_cos": 0.5, "cos_to_keywords": 0.25, "keyword_specificity": 0.125}}
+    tsrec.print_rows_markdown({"teacher": "tfidf", "start.mean_resize": {"b": {"norm": 2.0, "pairwise_cos": 1.0}},
+                               "runs": {"tfidf.ts_align": {"run": "x/seed0", "rows": stats, "align_example_share": 0.15,
+                                                           "seconds_per_step": 1.25}}})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| mean_resize | 1.000 | — | — | — | — |"
+    assert lines[3] == "| tfidf.ts_align (seed0), trained | 0.500 | 0.250 | 0.125 | 0.15 | 1.25 |"
