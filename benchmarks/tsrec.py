@@ -550,7 +550,10 @@ def main() -> None:
     if not any(done.values()):
         raise SystemExit(f"no finished run under {rel(work / folder)} (nor archived): "
                          "run without --collect first")
-    summary, raw, curves = collect(done, args.dataset)
+    # the table reads (and names) the archived copies, which are committed; `live` keeps the weights
+    committed = {arm: [archive / r.relative_to(work) if archive is not None and r.is_relative_to(work) else r
+                       for r in rs] for arm, rs in done.items()}
+    summary, raw, curves = collect(committed, args.dataset)
     summary["scale"] = args.scale
     diagnostics = embedding_diagnostics(data, semantics, live) if live.get("released.sa_init") else {}
     if any(live.values()) and not args.smoke and semantics.get("tfidf", Path("-")).is_file():
