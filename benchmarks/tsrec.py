@@ -385,6 +385,46 @@ def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, 
     return out
 
 
+def batch_composition(lengths: Any, is_align: Any, batches: list[Any]) -> dict[str, float]:
+    """What the align examples cost in one epoch's batches (`lengths`, `is_align`: per example; `batches`:
+    example indices per batch, padded to the batch's longest): their share of the examples, of the real
+    tokens and of the padded tokens the model runs, and the share of batches that hold one."""
+    lengths, is_align = np.asarray(lengths), np.asarray(is_align, dtype=bool)
+    order = np.concatenate(batches)
+    padded = np.array([len(b) * lengths[b].max() for b in batches], dtype=float)
+    with_align = np.array([is_align[b].any() for b in batches])
+    return {"examples": float(is_align[order].mean()),
+            "tokens": float(lengths[order][is_align[order]].sum() / lengths[order].sum()),
+            "batches_with_align": float(with_align.mean()),
+            "padded_tokens_per_batch": float(padded.mean()),
+            "padded_tokens_per_batch_without_align": float(padded[~with_align].mean()) if (~with_align).any() else None,
+            "padding_share": float(1 - lengths[order].sum() / padded.sum())}
+
+
+def align_cost(run: Path) -> dict[str, Any]:
+    """`batch_composition` of a TS-Align run's first epoch as it trained, and as it would with
+    `training.bucket_by_length` (examples of similar length batched together): rebuilds the run's corpus from
+    its config.yaml (loads the model; trains nothing)."""
+    import tempfile
+
+    from sidrec.methods.registry import method_config, method_of
+    from sidrec.utils.io import read_yaml
+    from sidrec.utils.runs import RunDir
+
+    values = read_yaml(run / "config.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = method_of(values).trainer(method_config(values), RunDir(Path(tmp) / "run"))
+        trainer.setup()
+        examples = trainer.corpus.examples
+        lengths = np.array([len(e.input_ids) for e in examples])
+        is_align = np.array([e.task in ("token2desc", "desc2token") for e in examples])
+        out = {"as_trained": batch_composition(lengths, is_align, trainer._batches(0))}
+        trainer.t.bucket_by_length = True
+        out["bucket_by_length"] = batch_composition(lengths, is_align, trainer._batches(0))
+    out["mean_length"] = {task: float(lengths[idx].mean()) for task, idx in trainer.corpus.task_index.items()}
+    return out
+
+
 def plot_curves(curves: dict[str, dict[int, list[tuple[int, float]]]], path: Path,
                 teachers: tuple[str, ...] = ("released", "tfidf")) -> None:
     import matplotlib
@@ -506,6 +546,10 @@ def main() -> None:
         if rows:
             print()
             print_rows_markdown(rows)
+        cost = result.get("embedding_diagnostics", {}).get("align_cost")
+        if cost:
+            print()
+            print_align_cost_markdown(cost)
         return
     overrides = parse_sets(args.sets)
     if args.smoke:  # the chosen scale's settings for a few steps on a few rows
@@ -558,6 +602,9 @@ def main() -> None:
     diagnostics = embedding_diagnostics(data, semantics, live) if live.get("released.sa_init") else {}
     if any(live.values()) and not args.smoke and semantics.get("tfidf", Path("-")).is_file():
         diagnostics["sid_rows"] = sid_row_diagnostics(data, semantics, live)  # against the tfidf keywords
+    aligned = {arm: rs[0] for arm, rs in live.items() if rs and ARMS[arm][2]}
+    if aligned and not args.smoke:  # what TS-Align's examples cost in the batches, and what bucketing would save
+        diagnostics["align_cost"] = {arm: {"run": rel(run), **align_cost(run)} for arm, run in aligned.items()}
     name = settings["result"]
     results = work / "smoke" if args.smoke else RESULTS  # a smoke run writes nothing under results/
     results.mkdir(parents=True, exist_ok=True)
@@ -628,6 +675,20 @@ def print_rows_markdown(d: dict[str, Any], level: str = "b") -> None:
 
         more = f"{r['align_example_share']:.2f} | {r['seconds_per_step']:.2f}" if r else "— | —"
         print(f"| {name} | {f('pairwise_cos')} | {f('cos_to_keywords')} | {f('keyword_specificity')} | {more} |")
+
+
+def print_align_cost_markdown(cost: dict[str, Any]) -> None:
+    """`align_cost` per TS-Align arm as a markdown table: as trained, and with length bucketing."""
+    print("| TS-Align run, one epoch's batches | align share of examples | of tokens | batches holding one | "
+          "padded tokens / batch | without align | padding |")
+    print("|---" * 7 + "|")
+    for arm, c in cost.items():
+        for mode in ("as_trained", "bucket_by_length"):
+            x = c[mode]
+            without = x["padded_tokens_per_batch_without_align"]
+            print(f"| {arm} ({Path(c['run']).name}), {mode.replace('_', ' ')} | {x['examples']:.2f} | {x['tokens']:.2f} | "
+                  f"{x['batches_with_align']:.2f} | {x['padded_tokens_per_batch']:.0f} | "
+                  f"{'—' if without is None else f'{without:.0f}'} | {x['padding_share']:.2f} |")
 
 
 def print_table(raw: dict[str, Any], label: str = "industrial-partial") -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .bench_runs import N, make_run, ndcg, ranks
@@ -156,3 +157,25 @@ def test_the_row_diagnostics_table_has_the_starts_and_the_trained_runs(capsys: p
     lines = capsys.readouterr().out.splitlines()
     assert lines[2] == "| mean_resize | 1.000 | — | — | — | — |"
     assert lines[3] == "| tfidf.ts_align (seed0), trained | 0.500 | 0.250 | 0.125 | 0.15 | 1.25 |"
+
+
+def test_batch_composition_counts_what_the_align_examples_cost() -> None:
+    lengths = [10, 10, 40, 20]  # example 2 is an align example
+    is_align = [False, False, True, False]
+    out = tsrec.batch_composition(lengths, is_align, [np.array([0, 2]), np.array([1, 3])])
+    assert out["examples"] == 0.25 and out["tokens"] == pytest.approx(40 / 80)
+    assert out["batches_with_align"] == 0.5
+    assert out["padded_tokens_per_batch"] == (2 * 40 + 2 * 20) / 2  # each batch padded to its longest
+    assert out["padded_tokens_per_batch_without_align"] == 40
+    assert out["padding_share"] == pytest.approx(1 - 80 / 120)
+    none = tsrec.batch_composition(lengths, is_align, [np.array([0, 1, 2, 3])])
+    assert none["padded_tokens_per_batch_without_align"] is None
+
+
+def test_the_align_cost_table_has_both_batchings(capsys: pytest.CaptureFixture[str]) -> None:
+    x = {"examples": 0.2, "tokens": 0.47, "batches_with_align": 0.97, "padded_tokens_per_batch": 1632.0,
+         "padded_tokens_per_batch_without_align": None, "padding_share": 0.57}
+    tsrec.print_align_cost_markdown({"tfidf.ts_align": {"run": "r/seed0", "as_trained": x, "bucket_by_length": x}})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| tfidf.ts_align (seed0), as trained | 0.20 | 0.47 | 0.97 | 1632 | — | 0.57 |"
+    assert lines[3].startswith("| tfidf.ts_align (seed0), bucket by length |")
