@@ -434,12 +434,14 @@ def plot_curves(curves: dict[str, dict[int, list[tuple[int, float]]]], path: Pat
 
     fig, axes = plt.subplots(1, len(teachers), figsize=(5.5 * len(teachers), 4), sharey=True, squeeze=False)
     for ax, teacher in zip(axes[0], teachers, strict=True):
-        for arm in ("sft", f"{teacher}.sa_init", f"{teacher}.ts_align", f"{teacher}.tsrec"):
+        for arm in ("sft", RECIPE_INIT, "sft.sampled_init", f"{teacher}.sa_init", f"{teacher}.ts_align",
+                    f"{teacher}.tsrec"):
             if arm not in curves or not curves[arm]:
                 continue
             steps = sorted({s for c in curves[arm].values() for s, _ in c})
-            mean = [np.mean([dict(c).get(s, np.nan) for c in curves[arm].values()]) for s in steps]
-            ax.plot(steps, mean, marker="o", label=arm.split(".")[-1])
+            mean = [np.nanmean([dict(c).get(s, np.nan) for c in curves[arm].values()]) for s in steps]
+            ax.plot(steps, mean, marker="o", label=arm if arm.startswith("sft") else arm.split(".")[-1],
+                    linestyle="--" if arm.startswith("sft.") else "-")
         ax.set_title(f"validation NDCG@10 ({teacher} semantics), mean over seeds")
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
