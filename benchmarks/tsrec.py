@@ -343,7 +343,7 @@ def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, 
                         teacher: str = "tfidf") -> dict[str, Any]:
     """Where the SID rows start and where training leaves them, per level (`row_stats`, against `teacher`'s
     keyword means): the mean resize, sampled rows and SA-Init as starting points, then the first live run of
-    every arm; plus each arm's share of align examples (TS-Align's token2desc / desc2token) and seconds per step."""
+    every arm, with its seconds per training step (TS-Align's share of the batches: `align_cost`)."""
     import torch
 
     from sidrec.data.dataset import Dataset
@@ -377,10 +377,7 @@ def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, 
         run = rs[0]
         trained = GenerativeRecommender.load(run / "model").model.get_input_embeddings().weight.detach()
         train = read_json(run / "metrics.json")["train"]
-        corpus = train.get("corpus", {})
-        align = sum(v for k, v in corpus.items() if k in ("token2desc", "desc2token"))
         out["runs"][arm] = {"run": rel(run), "rows": row_stats(trained, rows, meaning),
-                            "align_example_share": align / max(1, sum(corpus.values())),
                             "seconds_per_step": train["time_s"] / max(1, train["steps"])}
     return out
 
@@ -664,8 +661,8 @@ def print_markdown(raw: dict[str, Any]) -> None:
 def print_rows_markdown(d: dict[str, Any], level: str = "b") -> None:
     """The SID-row diagnostics (`sid_row_diagnostics`) of one level as a markdown table."""
     print(f"| SID rows, level {level} | mean pairwise cos | cos to own {d['teacher']} keywords | keyword specificity | "
-          "align share of examples | s / step |")
-    print("|---" * 6 + "|")
+          "s / step |")
+    print("|---" * 5 + "|")
     runs = d.get("runs", {})
     entries = [(k.removeprefix("start."), v, None) for k, v in d.items() if k.startswith("start.")]
     entries += [(f"{arm} ({Path(r['run']).name}), trained", r["rows"], r) for arm, r in runs.items()]
@@ -675,7 +672,7 @@ def print_rows_markdown(d: dict[str, Any], level: str = "b") -> None:
         def f(key: str) -> str:
             return f"{x[key]:.3f}" if x.get(key) is not None else "—"
 
-        more = f"{r['align_example_share']:.2f} | {r['seconds_per_step']:.2f}" if r else "— | —"
+        more = f"{r['seconds_per_step']:.2f}" if r else "—"
         print(f"| {name} | {f('pairwise_cos')} | {f('cos_to_keywords')} | {f('keyword_specificity')} | {more} |")
 
 

@@ -152,11 +152,10 @@ def test_row_stats_reads_how_alike_the_rows_are_and_how_close_to_their_keywords(
 def test_the_row_diagnostics_table_has_the_starts_and_the_trained_runs(capsys: pytest.CaptureFixture[str]) -> None:
     stats = {"b": {"norm": 3.0, "pairwise_cos": 0.5, "cos_to_keywords": 0.25, "keyword_specificity": 0.125}}
     tsrec.print_rows_markdown({"teacher": "tfidf", "start.mean_resize": {"b": {"norm": 2.0, "pairwise_cos": 1.0}},
-                               "runs": {"tfidf.ts_align": {"run": "x/seed0", "rows": stats, "align_example_share": 0.15,
-                                                           "seconds_per_step": 1.25}}})
+                               "runs": {"tfidf.ts_align": {"run": "x/seed0", "rows": stats, "seconds_per_step": 1.25}}})
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2] == "| mean_resize | 1.000 | — | — | — | — |"
-    assert lines[3] == "| tfidf.ts_align (seed0), trained | 0.500 | 0.250 | 0.125 | 0.15 | 1.25 |"
+    assert lines[2] == "| mean_resize | 1.000 | — | — | — |"
+    assert lines[3] == "| tfidf.ts_align (seed0), trained | 0.500 | 0.250 | 0.125 | 1.25 |"
 
 
 def test_batch_composition_counts_what_the_align_examples_cost() -> None:
