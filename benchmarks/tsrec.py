@@ -340,7 +340,7 @@ def row_stats(emb: Any, rows: dict[str, list[int]], meaning: dict[int, Any]) -> 
 
 
 def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, list[Path]],
-                        teacher: str = "tfidf") -> dict[str, Any]:
+                        model_settings: dict[str, Any], teacher: str = "tfidf") -> dict[str, Any]:
     """Where the SID rows start and where training leaves them, per level (`row_stats`, against `teacher`'s
     keyword means): the mean resize, sampled rows and SA-Init as starting points, then the first live run of
     every arm, with its seconds per training step (TS-Align's share of the batches: `align_cost`)."""
@@ -356,10 +356,12 @@ def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, 
     sids = semantics.get("sids")
     table = load_sid_table(Dataset.load(data), sids if sids is not None else None)
     torch.manual_seed(0)
-    sampled_rows = load_backbone(BackboneConfig(num_layers=1, sid_init="sampled"), table.vocab())[0] \
-        .get_input_embeddings().weight.detach().clone()
+    base = {k: v for k, v in model_settings.items() if k in ("name_or_path", "gguf_file", "trust_remote_code")}
+    sampled_rows = load_backbone(BackboneConfig(**base, num_layers=1, dtype="float32", sid_init="sampled"),
+                                 table.vocab())[0].get_input_embeddings().weight.detach().clone()
     torch.manual_seed(0)
-    model, tok, sid = load_backbone(BackboneConfig(num_layers=1, sid_init="mean"), table.vocab())
+    model, tok, sid = load_backbone(BackboneConfig(**base, num_layers=1, dtype="float32", sid_init="mean"),
+                                    table.vocab())
     mean_rows = model.get_input_embeddings().weight.detach().clone()
     levels = "abcdefgh"
     rows = {levels[lvl]: [sid.per_level[lvl][c] for c in sorted(set(table.codes[:, lvl].tolist()))]
@@ -600,7 +602,8 @@ def main() -> None:
     summary["scale"] = args.scale
     diagnostics = embedding_diagnostics(data, semantics, live) if live.get("released.sa_init") else {}
     if any(live.values()) and not args.smoke and semantics.get("tfidf", Path("-")).is_file():
-        diagnostics["sid_rows"] = sid_row_diagnostics(data, semantics, live)  # against the tfidf keywords
+        # against the tfidf keywords, from the pretrained rows of the runs' own model
+        diagnostics["sid_rows"] = sid_row_diagnostics(data, semantics, live, settings["model"])
     aligned = {arm: rs[0] for arm, rs in live.items() if rs and ARMS[arm][2]}
     if aligned and not args.smoke:  # what TS-Align's examples cost in the batches, and what bucketing would save
         diagnostics["align_cost"] = {arm: {"run": rel(run), **align_cost(run)} for arm, run in aligned.items()}
