@@ -258,12 +258,6 @@ def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str
     sem = load_semantics(semantics["released"], table)
     cfg = BackboneConfig(num_layers=2, sid_init="mean")  # the default init of these figures: the mean resize
 
-    def pairwise_cos(w: torch.Tensor) -> float:
-        w = torch.nn.functional.normalize(w.float(), dim=1)
-        sim = w @ w.T
-        n = len(w)
-        return float((sim.sum() - n) / (n * (n - 1)))
-
     torch.manual_seed(0)
     base, tok, sid = load_backbone(cfg, table.vocab())
     emb0 = base.get_input_embeddings().weight.detach().clone()
@@ -311,6 +305,17 @@ def embedding_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str
     return out
 
 
+def pairwise_cos(w: Any) -> float | None:
+    """The mean cosine between distinct rows of `w` (None for fewer than 2 rows)."""
+    import torch
+
+    n = len(w)
+    if n < 2:
+        return None
+    unit = torch.nn.functional.normalize(w.float(), dim=1)
+    return float(((unit @ unit.T).sum() - n) / (n * (n - 1)))
+
+
 def row_stats(emb: Any, rows: dict[str, list[int]], meaning: dict[int, Any]) -> dict[str, dict[str, float | None]]:
     """Per SID level (`rows`: level → used token ids): the rows' mean L2 norm, their mean pairwise cosine (how
     alike the level's tokens read), their mean cosine to the teacher's keyword mean (`meaning`: token id →
@@ -322,10 +327,7 @@ def row_stats(emb: Any, rows: dict[str, list[int]], meaning: dict[int, Any]) -> 
     out: dict[str, dict[str, float | None]] = {}
     for level, ids in rows.items():
         w = emb[ids].float()
-        unit = torch.nn.functional.normalize(w, dim=1)
-        n = len(ids)
-        stats = {"norm": float(w.norm(dim=1).mean()),
-                 "pairwise_cos": float(((unit @ unit.T).sum() - n) / (n * (n - 1))) if n > 1 else None}
+        stats = {"norm": float(w.norm(dim=1).mean()), "pairwise_cos": pairwise_cos(w)}
         have = [i for i in ids if i in meaning]
         if have:
             target = torch.nn.functional.normalize(torch.stack([meaning[i].float() for i in have]), dim=1)
@@ -353,8 +355,7 @@ def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, 
     from sidrec.semantics.format import load_semantics
     from sidrec.sids.load import load_sid_table
 
-    sids = semantics.get("sids")
-    table = load_sid_table(Dataset.load(data), sids if sids is not None else None)
+    table = load_sid_table(Dataset.load(data), semantics.get("sids"))
     torch.manual_seed(0)
     base = {k: v for k, v in model_settings.items() if k in ("name_or_path", "gguf_file", "trust_remote_code")}
     sampled_rows = load_backbone(BackboneConfig(**base, num_layers=1, dtype="float32", sid_init="sampled"),
@@ -363,9 +364,8 @@ def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, 
     model, tok, sid = load_backbone(BackboneConfig(**base, num_layers=1, dtype="float32", sid_init="mean"),
                                     table.vocab())
     mean_rows = model.get_input_embeddings().weight.detach().clone()
-    levels = "abcdefgh"
-    rows = {levels[lvl]: [sid.per_level[lvl][c] for c in sorted(set(table.codes[:, lvl].tolist()))]
-            for lvl in range(table.codes.shape[1])}
+    rows = {prefix: [sid.per_level[lvl][c] for c in sorted(set(table.codes[:, lvl].tolist()))]
+            for lvl, prefix in enumerate(table.prefixes)}
     with torch.no_grad():
         sa_init(model, tok, sid, load_semantics(semantics[teacher], table))
     sa_rows = model.get_input_embeddings().weight.detach().clone()
@@ -407,6 +407,7 @@ def align_cost(run: Path) -> dict[str, Any]:
     import tempfile
 
     from sidrec.methods.registry import method_config, method_of
+    from sidrec.methods.tsrec.align import ALIGN_TASKS
     from sidrec.utils.io import read_yaml
     from sidrec.utils.runs import RunDir
 
@@ -416,7 +417,7 @@ def align_cost(run: Path) -> dict[str, Any]:
         trainer.setup()
         examples = trainer.corpus.examples
         lengths = np.array([len(e.input_ids) for e in examples])
-        is_align = np.array([e.task in ("token2desc", "desc2token") for e in examples])
+        is_align = np.array([e.task in ALIGN_TASKS for e in examples])
         out = {"as_trained": batch_composition(lengths, is_align, trainer._batches(0))}
         trainer.t.bucket_by_length = True
         out["bucket_by_length"] = batch_composition(lengths, is_align, trainer._batches(0))
