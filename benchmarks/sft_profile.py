@@ -77,7 +77,7 @@ def profile_recipe(name: str, data: Path, sids: Path | None, data_cfg: dict[str,
     trainer = SFTTrainer(cfg, RunDir(work / f"run-{name}"))
     trainer.setup()
     model, opt = trainer.model, trainer.optimizer
-    batches = trainer._batches(0)
+    batches = trainer.epoch_batches(0)
     times: dict[str, list[float]] = {p: [] for p in PARTS}
     targets: list[int] = []
     tokens: list[int] = []

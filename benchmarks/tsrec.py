@@ -418,9 +418,9 @@ def align_cost(run: Path) -> dict[str, Any]:
         examples = trainer.corpus.examples
         lengths = np.array([len(e.input_ids) for e in examples])
         is_align = np.array([e.task in ALIGN_TASKS for e in examples])
-        out = {"as_trained": batch_composition(lengths, is_align, trainer._batches(0))}
+        out = {"as_trained": batch_composition(lengths, is_align, trainer.epoch_batches(0))}
         trainer.t.bucket_by_length = True
-        out["bucket_by_length"] = batch_composition(lengths, is_align, trainer._batches(0))
+        out["bucket_by_length"] = batch_composition(lengths, is_align, trainer.epoch_batches(0))
     out["mean_length"] = {task: float(lengths[idx].mean()) for task, idx in trainer.corpus.task_index.items()}
     return out
 

@@ -424,7 +424,7 @@ def test_num_iterations_updates_mu_times_on_one_rollout_batch_against_its_old_lo
 
     monkeypatch.setattr(trainer, "rollouts", counting_rollouts)
     monkeypatch.setattr(grpo_trainer, "policy_loss", recording_loss)
-    logs = trainer._optimizer_step(trainer._batches(0)[:1])
+    logs = trainer._optimizer_step(trainer.epoch_batches(0)[:1])
     assert len(n_rollouts) == 1 and len(calls) == 3 and trainer.scheduler.last_epoch == 3
     first_logps, first_old, first_ref = calls[0]
     assert torch.equal(first_logps, first_old)  # ratio 1 on the first update

@@ -357,11 +357,11 @@ def test_bucket_by_length_trains_and_resumes_exactly(env, tmp_path):
     trainer = SFTTrainer(cfg, RunDir(tmp_path / "probe"))
     trainer.setup()
     lengths = np.array([len(e.input_ids) for e in trainer.corpus.examples])
-    spread = [int(np.ptp(lengths[b])) for b in trainer._batches(0)]
+    spread = [int(np.ptp(lengths[b])) for b in trainer.epoch_batches(0)]
     plain_cfg = tiny_config(env, out_epochs=3)
     plain = SFTTrainer(plain_cfg, RunDir(tmp_path / "plain"))
     plain.setup()
-    assert np.mean(spread) < np.mean([int(np.ptp(lengths[b])) for b in plain._batches(0)])
+    assert np.mean(spread) < np.mean([int(np.ptp(lengths[b])) for b in plain.epoch_batches(0)])
     full = SFTTrainer(cfg, RunDir(tmp_path / "full")).train()
     with pytest.raises(_Interrupt):
         _InterruptingTrainer(cfg, RunDir(tmp_path / "cut")).train()

@@ -305,7 +305,9 @@ class SFTTrainer:
         return -metrics["loss"] if self.t.eval_metric == "loss" else float(metrics[self.t.eval_metric])
 
     # ------------------------------------------------------------------ the loop
-    def _batches(self, epoch: int) -> list[np.ndarray]:
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The global batches of `epoch` as the loop trains them (corpus indices, seeded by the run's seed
+        and the epoch): the task mixture's order, length-bucketed where `training.bucket_by_length` is set."""
         order = self.corpus.epoch_order(self.task_weights(), epoch, self.t.seed)
         gb = self._global_batch()
         if self.t.bucket_by_length:
@@ -336,7 +338,7 @@ class SFTTrainer:
         with progress(disable=not self.is_main) as bar:
             task = bar.add_task("training", total=self.total_steps, completed=state["global_step"])
             while not done and state["epoch"] < self.t.epochs:
-                batches = self._batches(state["epoch"])
+                batches = self.epoch_batches(state["epoch"])
                 while state["micro_step"] < len(batches):
                     group = batches[state["micro_step"]: state["micro_step"] + self.t.grad_accum]
                     logs = self._optimizer_step(group)
