@@ -81,6 +81,9 @@ STAGE2_ARMS: dict[str, dict[str, Any]] = {
     "ilrec_no_cpo": {"method": "ilrec", "ilrec": {"use_cpo": False}},
     "ilrec_no_cpd": {"method": "ilrec", "ilrec": {"use_cpd": False}},
     "ilrec_no_crr": {"method": "ilrec", "ilrec": {"use_crr": False}},
+    # the layers' mean, not their sum, against φ·z(y): fewer negatives where the summed logits of Λ layers
+    # outweigh one final logit (on the recipe's stage 1 the sum makes ~100 of a level's codes negatives)
+    "ilrec_mean": {"method": "ilrec", "ilrec": {"aggregate": "mean"}},
     # the preference-learning baselines (sequence-level, offline beam-search hard negatives)
     "dpo": {"method": "dpo", "dpo": {"num_negatives": 1}},  # β = 1: the S-DPO reference setting (our default)
     "sdpo": {"method": "sdpo", "dpo": {"num_negatives": 3}},
