@@ -160,12 +160,23 @@ def seed_mean_per_example(runs: list[Path], split: str = "test") -> tuple[pd.Dat
 
     frames = [numbered(pd.read_parquet(r / f"ranks_{split}.parquet")) for r in runs]
     on = ["user_id", "target", "occurrence"]
-    keys = frames[0][on]
+    keys = frames[0][on].reset_index(drop=True)  # positions, whatever index the parquet file kept
     per = []
     for f in frames:
         f = keys.merge(f, on=on, how="left")
         per.append(per_example_metrics(f["rank"].to_numpy()))
     return keys, {m: np.mean([p[m] for p in per], axis=0) for m in per[0]}
+
+
+def paired_runs(a: Path, b: Path, split: str = "test") -> dict[str, Any]:
+    """`paired_ci` of run B against run A on the rows both were evaluated on, matched by (user, target,
+    occurrence): e.g. an LLM run against the SASRec of the same split, whose ranks come in their own order."""
+    keys_a, per_a = seed_mean_per_example([a], split)
+    keys_b, per_b = seed_mean_per_example([b], split)
+    both = keys_a.reset_index(names="row_a").merge(keys_b.reset_index(names="row_b"), on=list(keys_a.columns))
+    both = both.sort_values("row_a")  # A's order, whatever order the merge returns: the same bootstrap draws
+    ia, ib = both["row_a"].to_numpy(), both["row_b"].to_numpy()
+    return paired_ci({m: v[ia] for m, v in per_a.items()}, {m: v[ib] for m, v in per_b.items()})
 
 
 def paired_ci(a: dict[str, np.ndarray], b: dict[str, np.ndarray], n_boot: int = 10000) -> dict[str, Any]:

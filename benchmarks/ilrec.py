@@ -59,8 +59,8 @@ import numpy as np
 from rich.table import Table
 
 from _common import (METRICS, RESULTS, ROOT, SHARED_DATA, archive_run, console, eval_run, finished_runs, is_finished,
-                     mean_ci, override_suffix, paired_ci, parse_sets, rel, seed_mean_per_example, train_run,
-                     write_result)
+                     mean_ci, override_suffix, paired_ci, paired_runs, parse_sets, rel, seed_mean_per_example,
+                     train_run, write_result)
 from sidrec.utils.io import merge_config, read_json
 from sidrec.utils.runs import environment_info
 
@@ -407,6 +407,15 @@ def main() -> None:
         if res["sft"]:
             for m in ("ndcg@10", "hr@10", "ndcg@5", "hr@5"):
                 summary[f"{name}.sft.{m}"] = res["sft"]["test"][m]
+                summary[f"{name}.sasrec.{m}"] = res["sasrec"][m]
+            # the stage-1 model against the SASRec of the same split, on the rows both ranked
+            res["sft_vs_sasrec"] = {split: paired_runs(sasrec, sft, split) for split in ("test", "valid")
+                                    if (sft / f"ranks_{split}.parquet").is_file()
+                                    and (sasrec / f"ranks_{split}.parquet").is_file()}
+            for split, pv in res["sft_vs_sasrec"].items():
+                label = f"{name}.sft.{'' if split == 'test' else 'valid_'}ndcg@10_vs_sasrec"
+                summary[label] = pv["ndcg@10"]["diff"]
+                summary[f"{label}_lo"], summary[f"{label}_hi"] = pv["ndcg@10"]["ci95"]
         if per_example:
             summary[f"{name}.test_rows"] = min(len(v["ndcg@10"]) for v in per_example.values())
         res["false_negatives"] = {**res.get("false_negatives", {}),
@@ -545,6 +554,9 @@ def print_markdown(results: dict[str, Any]) -> None:
             m = res["sft"]["test"]
             print(f"| SFT (stage 1) | 1 | {' | '.join(f'{m[k]:.4f}' for k in METRICS)} | | | | "
                   f"{res['sft']['train']['time_s']:.0f} | | |")
+        if res.get("sasrec"):
+            cf = " | ".join(f"{res['sasrec'][k]:.4f}" for k in METRICS)
+            print(f"| SASRec (same split) | 1 | {cf} | | | | | | |")
         for arm, e in res["arms"].items():
             if e["split"] != "test":
                 continue
@@ -557,6 +569,11 @@ def print_markdown(results: dict[str, Any]) -> None:
                   f"{delta(e, 'valid_paired_vs_control')} | "
                   f"{np.median(e['train_time_s']):.0f} | {f'{ratio:.2f}×' if ratio else '—'} | "
                   f"{f'{np.median(mem):.0f}' if mem else '—'} |")
+        vs = res.get("sft_vs_sasrec", {})
+        if vs:
+            cis = [f"{split} {pv['diff']:+.4f} [{pv['ci95'][0]:+.4f}, {pv['ci95'][1]:+.4f}]"
+                   for split, pv in ((split, v["ndcg@10"]) for split, v in vs.items())]
+            print("\nStage 1 − SASRec, NDCG@10 [95% CI]: " + "; ".join(cis))
         if res.get("carried_over"):
             print("\n† carried over from an earlier invocation with the same stage-1 model (its time ratio is to "
                   "that invocation's control)")

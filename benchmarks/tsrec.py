@@ -506,6 +506,7 @@ def collect(done: dict[str, list[Path]], ds: str = "industrial") -> tuple[dict[s
                 summary[f"{ds}.{arm}.{prefix}_lo"] = pv["ci95"][0]
                 summary[f"{ds}.{arm}.{prefix}_hi"] = pv["ci95"][1]
         summary[f"{ds}.{arm}.valid_curve_mean"] = r["valid_curve_mean"]
+        summary[f"{ds}.{arm}.seeds"] = len(r["runs"])
     if raw:
         summary["test_rows"] = min(r["test_rows"] for r in raw.values())
     return summary, raw, curves

@@ -41,3 +41,21 @@ def test_finished_runs_are_archived_and_read_back_when_gone(tmp_path: Path) -> N
     assert finished_runs([a, b], work, archive) == [a]
     assert json.loads((copy / "metrics.json").read_text())["test"]["ndcg@10"] == 0.2
     assert finished_runs([a, b], work, None) == [a]  # no archive: live runs only
+
+
+def test_paired_runs_matches_rows_by_user_and_target_whatever_their_order(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from _common import paired_runs  # noqa: E402
+
+    from .bench_runs import make_run, ndcg, ranks
+
+    a, b = make_run(tmp_path / "a", ranks(1)), make_run(tmp_path / "b", ranks(2))
+    expected = paired_runs(a, b)
+    frame = pd.read_parquet(b / "ranks_test.parquet")
+    frame.iloc[np.random.default_rng(0).permutation(len(frame))].to_parquet(b / "ranks_test.parquet")
+    shuffled = paired_runs(a, b)  # b's rows in another order: the same pairs, the same statistics
+    for key in ("diff", "ci95", "p"):
+        assert np.allclose(shuffled["ndcg@10"][key], expected["ndcg@10"][key], atol=1e-3 if key == "p" else 1e-12)
+    assert np.isclose(expected["ndcg@10"]["diff"], ndcg(ranks(2)).mean() - ndcg(ranks(1)).mean())
