@@ -204,6 +204,10 @@ def false_negatives(work: Path, sasrec: Path, runs: dict[str, Path], device: str
     for key, run in runs.items():
         cache = work / f"false_negatives.{key}.json"
         if not cache.is_file() and (run / "metrics.json").is_file():
+            if not any((run / d / "sidrec.json").is_file() for d in (".", "model")):
+                console.print(f"{rel(run)}: false-negative diagnostic skipped (an archived run keeps no model; "
+                              "the results file keeps the last measured one)")
+                continue
             write_json(cache, false_negative_report(run, sasrec, max_examples=examples, device=device))
         if cache.is_file():
             out[key] = read_json(cache)
