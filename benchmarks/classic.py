@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from _common import RESULTS, ROOT, SHARED_DATA, mean_ci, write_result
+from _common import ROOT, SHARED_DATA, mean_ci, write_result
 from sidrec.data.dataset import Dataset
 from sidrec.data.importers import import_dataset
 from sidrec.pipelines.classic import train_classic

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("llm")
-    lm = make_tiny_lm(root / "lm", hidden=32)
+    make_tiny_lm(root / "lm", hidden=32)
     chain_dataset(n_users=150, n_items=N_ITEMS, path=root / "chain")
     chain_sid_table(N_ITEMS).save(root / "sids.json")
     return root
@@ -260,7 +260,6 @@ def test_kv_cache_is_passed_under_the_installed_transformers_name(decoder_setup)
 
 def test_beam_search_equals_transformers_generate_with_prefix_fn(decoder_setup):
     model, codes, tt, prompts, ids, mask = decoder_setup
-    trie = tt.trie
     mine, _ = beam_search(CausalLMStepper(model), tt, ids, mask, num_beams=6, top_k=6)
     prefixes = [[10 + int(r[0]), 20 + int(r[1]), 30 + int(r[2])] for r in codes]
     width = ids.shape[1]
