@@ -83,7 +83,11 @@ STAGE2_ARMS: dict[str, dict[str, Any]] = {
     "ilrec_no_crr": {"method": "ilrec", "ilrec": {"use_crr": False}},
     # the layers' mean, not their sum, against φ·z(y): fewer negatives where the summed logits of Λ layers
     # outweigh one final logit (on the recipe's stage 1 the sum makes ~100 of a level's codes negatives)
+    # (measured on the recipe, seed 0: 3-5 negatives a position, and it still hurts as much as the sum)
     "ilrec_mean": {"method": "ilrec", "ilrec": {"aggregate": "mean"}},
+    # less of CPD, which on the recipe falls while the targets' CE rises: it distils into 4 of the 6 layers
+    "ilrec_lam0.1": {"method": "ilrec", "ilrec": {"lam": 0.1}},
+    "ilrec_last_layer": {"method": "ilrec", "ilrec": {"layers": [-2]}},
     # the preference-learning baselines (sequence-level, offline beam-search hard negatives)
     "dpo": {"method": "dpo", "dpo": {"num_negatives": 1}},  # β = 1: the S-DPO reference setting (our default)
     "sdpo": {"method": "sdpo", "dpo": {"num_negatives": 3}},
