@@ -218,8 +218,8 @@ def false_negatives(work: Path, sasrec: Path, runs: dict[str, Path], device: str
     return out
 
 
-CURVES = [("loss", "training loss"), ("frac_with_negative", "positions with a negative"),
-          ("mean_negatives", "mean |N_t|")]
+CURVES = [("loss", "training loss"), ("ce", "target cross-entropy (ILRec)"),
+          ("frac_with_negative", "positions with a negative"), ("mean_negatives", "mean |N_t|")]
 
 
 def negatives_report(work: Path, data: Path) -> dict[str, Any] | None:
@@ -439,8 +439,9 @@ def main() -> None:
             summary[f"{name}.negatives.hardest_is_later_item"] = res["negatives"]["hardest_is_later_item"]
             summary[f"{name}.negatives.popularity_ratio"] = (res["negatives"]["hardest_target_count"] /
                                                              res["negatives"]["mean_item_target_count"])
-        res["invocation"] = {"seeds": args.seeds, "arms": args.arms, "sweep": args.sweep, "collect": args.collect,
-                             "environment": environment_info(), "wall_seconds": round(time.perf_counter() - t0, 1)}
+        invocation = {"seeds": args.seeds, "arms": args.arms, "sweep": args.sweep, "collect": args.collect,
+                      "environment": environment_info(), "wall_seconds": round(time.perf_counter() - t0, 1)}
+        res["invocation"] = invocation_record(old_results, name, invocation)
         raw[name] = res
         print_table(name, res)
         for key, fn in res["false_negatives"].items():
@@ -451,10 +452,24 @@ def main() -> None:
     keep_other_datasets(old_results, raw, summary)
     seeds = [len(e["runs"]) for r in raw.values() for a, e in r["arms"].items() if a.startswith("ilrec")]
     summary["seeds"] = min(seeds) if seeds else 0  # the fewest seeds of any dataset's ILRec arms
+    parallel = {"workers": args.workers, "threads": args.threads}
+    if args.collect and old_results:  # nothing trained now: the parallelism stays as the runs were trained
+        parallel = {k: old_results.get("config", {}).get(k, v) for k, v in parallel.items()}
     config = {"scale": args.scale, "overrides": overrides, "scale_settings": scale, "arms": STAGE2_ARMS, "sweep": SWEEP,
-              "workers": args.workers, "threads": args.threads}
+              **parallel}
     path = write_result(result_name, summary=summary, config=config, raw=raw)
     console.print(f"wrote {rel(path)}")
+
+
+def invocation_record(old_results: dict[str, Any] | None, name: str, invocation: dict[str, Any]) -> dict[str, Any]:
+    """What a dataset's results record as their invocation. A re-collection (`--collect`) trains nothing, so
+    the record of the invocation that trained stays, with the re-collection beside it as `recollected`."""
+    trained = (old_results or {}).get("raw", {}).get(name, {}).get("invocation")
+    if not invocation["collect"] or not trained:
+        return invocation
+    if trained.get("collect"):  # written by an earlier re-collection of a version without this record
+        return invocation
+    return {**{k: v for k, v in trained.items() if k != "recollected"}, "recollected": invocation}
 
 
 def carry_over_arms(old_results: dict[str, Any] | None, name: str, res: dict[str, Any]) -> None:
@@ -501,13 +516,12 @@ def plot_curves(name: str, res: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4), squeeze=False)
-    for arm, e in res["arms"].items():
-        if arm.startswith("sweep."):
-            continue
-        series = e["diagnostics"][0].get("series", {})
+    arms = [arm for arm in res["arms"] if not arm.startswith("sweep.")]
+    for i, arm in enumerate(arms):  # one colour per arm on every panel, whichever panels it has data for
+        series = res["arms"][arm]["diagnostics"][0].get("series", {})
         for col, (key, label) in enumerate(CURVES):
             if series.get(key):
-                axes[0][col].plot(*zip(*series[key], strict=True), label=arm, lw=1.2)
+                axes[0][col].plot(*zip(*series[key], strict=True), label=arm, lw=1.2, color=f"C{i % 10}")
             axes[0][col].set_title(f"{name}: {label}", fontsize=9)
             axes[0][col].set_xlabel("stage-2 step", fontsize=8)
     axes[0][0].legend(fontsize=7)

@@ -35,3 +35,19 @@ def test_the_settings_refuse_what_an_arm_could_get_wrong() -> None:
         ILRecSettings(lamda=0.1)  # a misspelt key
     with pytest.raises(ValidationError):
         ILRecSettings(lam=-1.0)
+
+
+def test_a_recollection_keeps_the_record_of_the_invocation_that_trained() -> None:
+    trained = {"seeds": [0], "arms": ["ilrec_no_cpd"], "collect": False, "wall_seconds": 5756.4}
+    old = {"raw": {"industrial": {"invocation": trained}}}
+    collect = {"seeds": [0, 1, 2], "arms": ["ilrec"], "collect": True, "wall_seconds": 12.0}
+    record = ilrec.invocation_record(old, "industrial", collect)
+    assert {k: record[k] for k in trained} == trained
+    assert record["recollected"] == collect
+    # collecting again keeps the same training record, not the first re-collection nested inside it
+    again = ilrec.invocation_record({"raw": {"industrial": {"invocation": record}}}, "industrial", collect)
+    assert again == record
+    # a run that trains replaces the record; a dataset with no record yet takes the collection's own
+    train = {**collect, "collect": False}
+    assert ilrec.invocation_record(old, "industrial", train) == train
+    assert ilrec.invocation_record(old, "beauty", collect) == collect
