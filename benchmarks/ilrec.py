@@ -380,12 +380,14 @@ def main() -> None:
         previous = old_results["raw"].get(name, {}).get("arms", {}) if old_results else {}
         carry_over_arms(old_results, name, res)
         for arm, entry in res["arms"].items():
-            if arm in per_example and arm != "sft_continued" and "sft_continued" in per_example:
-                entry["paired_vs_control"] = paired_ci(per_example["sft_continued"], per_example[arm])
+            if arm in per_example and arm != "sft_continued":
+                # against the control on the arm's own seeds: an arm with one seed is not paired with a
+                # three-seed control mean (each seed of stage 2 draws its own batches)
+                entry.update(vs_control(runs, arm, "test"))
             if arm in per_example and "sft" in per_example:  # against the stage-1 model it starts from
                 entry["paired_vs_stage1"] = paired_ci(per_example["sft"], per_example[arm])
-            if arm in per_example_valid and arm != "sft_continued" and "sft_continued" in per_example_valid:
-                entry["valid_paired_vs_control"] = paired_ci(per_example_valid["sft_continued"], per_example_valid[arm])
+            if arm in per_example_valid and arm != "sft_continued":
+                entry.update(vs_control(runs, arm, "valid"))
             if arm in per_example_valid and "sft" in per_example_valid:
                 entry["valid_paired_vs_stage1"] = paired_ci(per_example_valid["sft"], per_example_valid[arm])
             for key, label in (("paired_vs_control", "ndcg@10_vs_control"),
@@ -459,6 +461,20 @@ def main() -> None:
               **parallel}
     path = write_result(result_name, summary=summary, config=config, raw=raw)
     console.print(f"wrote {rel(path)}")
+
+
+def vs_control(runs: dict[str, list[Path]], arm: str, split: str) -> dict[str, Any]:
+    """The arm's paired difference against `sft_continued` on `split`, the control taken on the arm's
+    own seeds (per-example metrics averaged over those seeds on both sides), as `[valid_]paired_vs_control`
+    with the seeds it used as `[valid_]control_seeds`; empty where the control has none of those seeds."""
+    seeds = {r.name for r in runs.get(arm, [])}
+    control = [r for r in runs.get("sft_continued", []) if r.name in seeds]
+    if not control or not all((r / f"ranks_{split}.parquet").is_file() for r in [*control, *runs[arm]]):
+        return {}
+    prefix = "" if split == "test" else "valid_"
+    return {f"{prefix}paired_vs_control": paired_ci(seed_mean_per_example(control, split)[1],
+                                                    seed_mean_per_example(runs[arm], split)[1]),
+            f"{prefix}control_seeds": sorted(int(r.name.removeprefix("seed")) for r in control)}
 
 
 def invocation_record(old_results: dict[str, Any] | None, name: str, invocation: dict[str, Any]) -> dict[str, Any]:

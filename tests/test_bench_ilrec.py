@@ -13,8 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import ilrec  # noqa: E402
+from _common import paired_ci, seed_mean_per_example  # noqa: E402
 from sidrec.methods.ilrec.config import ILRecSettings  # noqa: E402
 from sidrec.methods.preference.config import DPOSettings  # noqa: E402
+
+from .bench_runs import make_run, ndcg, ranks  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(ilrec.STAGE2_ARMS))
@@ -51,3 +54,24 @@ def test_a_recollection_keeps_the_record_of_the_invocation_that_trained() -> Non
     train = {**collect, "collect": False}
     assert ilrec.invocation_record(old, "industrial", train) == train
     assert ilrec.invocation_record(old, "beauty", collect) == collect
+
+
+def test_an_arm_is_paired_with_the_control_on_its_own_seeds(tmp_path: Path) -> None:
+    control = [make_run(tmp_path / "sft_continued" / f"seed{s}", ranks(s), ranks(10 + s)) for s in (0, 1, 2)]
+    one_seed = [make_run(tmp_path / "ilrec_no_cpd" / "seed0", ranks(5), ranks(15))]
+    runs = {"sft_continued": control, "ilrec_no_cpd": one_seed}
+    for split, prefix in (("test", ""), ("valid", "valid_")):
+        got = ilrec.vs_control(runs, "ilrec_no_cpd", split)
+        assert got[f"{prefix}control_seeds"] == [0]
+        diff = got[f"{prefix}paired_vs_control"]["ndcg@10"]["diff"]
+        arm = ndcg(ranks(5 if split == "test" else 15))
+        assert diff == pytest.approx(arm.mean() - ndcg(ranks(0 if split == "test" else 10)).mean())
+        # not against the mean of all three control seeds
+        three = paired_ci(seed_mean_per_example(control, split)[1], seed_mean_per_example(one_seed, split)[1])
+        assert diff != pytest.approx(three["ndcg@10"]["diff"])
+    # an arm on seeds the control lacks, or without validation ranks, is not paired
+    runs["ilrec_mean"] = [make_run(tmp_path / "ilrec_mean" / "seed7", ranks(7))]
+    assert ilrec.vs_control(runs, "ilrec_mean", "test") == {}
+    runs["ilrec_lam0.1"] = [make_run(tmp_path / "ilrec_lam0.1" / "seed1", ranks(8))]
+    assert ilrec.vs_control(runs, "ilrec_lam0.1", "test")["control_seeds"] == [1]
+    assert ilrec.vs_control(runs, "ilrec_lam0.1", "valid") == {}
