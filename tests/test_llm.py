@@ -308,6 +308,32 @@ def test_training_evaluates_and_model_round_trips(env, tmp_path):
     assert a == b and np.allclose(sa, sb)
 
 
+def test_rank_split_batches_by_history_length_and_answers_in_the_frames_order(env):
+    from sidrec.llm.evaluate import rank_split
+    from sidrec.sids.table import SIDTable
+
+    table = SIDTable.load(env / "sids.json")
+    model, tok, sid = load_backbone(BackboneConfig(name_or_path=str(env / "lm")), table.vocab())
+    rec = GenerativeRecommender(model.eval(), tok, table, sid, SFTDataConfig(compact=True))
+    lengths = [1, 5, 2, 7, 3, 1, 6, 4, 2]
+    frame = pd.DataFrame({"history": [[f"i{(3 * r + j) % N_ITEMS}" for j in range(n)] for r, n in enumerate(lengths)],
+                          "target": [f"i{(5 * r + 1) % N_ITEMS}" for r in range(len(lengths))]})
+    batches: list[list[int]] = []
+    decode = rec.recommend_indices
+
+    def recording(histories, **kw):
+        batches.append([len(h) for h in histories])
+        return decode(histories, **kw)
+
+    rec.recommend_indices = recording  # type: ignore[method-assign]
+    ranks, top, invalid = rank_split(rec, frame, num_beams=8, top_k=8, batch_size=4, show_progress=False)
+    assert batches == [[7, 6, 5, 4], [3, 2, 2, 1], [1]]  # longest first, ties in the frame's order
+    assert invalid == 0
+    for r in range(len(frame)):  # each row's answer is the one it gets decoded alone, in its own place
+        alone = rank_split(rec, frame.iloc[[r]], num_beams=8, top_k=8, batch_size=1, show_progress=False)
+        assert alone[0][0] == ranks[r] and (alone[1][0] == top[r]).all()
+
+
 class _Interrupt(Exception):
     pass
 

@@ -39,11 +39,18 @@ def rank_split(
     show_progress: bool = True,
     description: str = "decoding",
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """(ranks [N], top-k item indices [N, top_k], invalid outputs) for the rows of `frame`, in order."""
+    """(ranks [N], top-k item indices [N, top_k], invalid outputs) for the rows of `frame`, in order.
+
+    Rows are decoded in batches of similar history length, longest first, and written back in the
+    frame's order: a batch pads its prompts to its longest one, in the prefill and in every cached
+    decoding step (on industrial-partial's test split, in-order batches of 32 hold 2× the real items;
+    sorted, 1.01×).
+    """
     me, world = rank(), world_size()
     n = len(frame)
-    mine = np.arange(me, n, world)
     histories = [list(map(str, h)) for h in frame["history"]]
+    shard = np.arange(me, n, world)
+    mine = shard[np.argsort([-len(histories[r]) for r in shard], kind="stable")]
     targets = np.array([rec.item_index[str(t)] for t in frame["target"]], dtype=np.int64)
     top_k = min(top_k, num_beams)
     ranks_local = np.zeros(len(mine), dtype=np.int64)
