@@ -20,10 +20,18 @@ evaluated on the whole test split and compared with the recipe by a paired boots
     python benchmarks/sft_recipe.py --arms recipe tfidf_init
     python benchmarks/sft_recipe.py --collect
     python benchmarks/sft_recipe.py --key demo_config --arms recipe bucket_by_length   # the config as it is
+    python benchmarks/sft_recipe.py --dataset industrial --key industrial_6layers --epochs 6 --arms recipe \
+        --set model.num_layers=6 'eval.splits=[valid, test]' \
+        --against sasrec=benchmarks/results/quality-runs/industrial-cpu/seed0/sasrec \
+                  sft_4layers=benchmarks/results/quality-runs/industrial-cpu/seed0/sft
+        # a deeper recipe on industrial-partial, paired with quality.py's seed-0 SASRec and SFT (same split)
 
 Writes benchmarks/results/sft_recipe.json: summary `<key>.<arm>.ndcg@10`, `<key>.<arm>.ndcg@10_vs_recipe`
 (`_lo` / `_hi`), `<key>.<arm>.train_seconds`, `<key>.<arm>.targets_per_second`; `<key>` is the dataset
 unless `--key` names the setting (another recipe length or override set keeps its own rows and runs).
+`--against NAME=RUN` pairs every arm with another finished run of the same split (e.g. an archived run
+of `quality.py`) on the test rows both ranked, matched by (user, target, occurrence):
+`<key>.<arm>.ndcg@10_vs_<NAME>` with `_lo` / `_hi`.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import numpy as np
 import yaml
 from rich.table import Table
 
-from _common import METRICS, RESULTS, ROOT, console, paired_ci, write_result
+from _common import METRICS, RESULTS, ROOT, console, paired_ci, paired_runs, rel, write_result
 from sidrec.evaluation.metrics import per_example_metrics
 from sidrec.pipelines.run import load_pipeline_config, run_pipeline
 from sidrec.utils.io import merge_config, read_json
@@ -80,6 +88,25 @@ def arm_config(base: dict[str, Any], arm: str, steps: int | None) -> dict[str, A
     return cfg
 
 
+def parse_against(pairs: list[str]) -> dict[str, Path]:
+    """`NAME=RUN` pairs → {name: run folder}; a run without test ranks is refused in one line."""
+    out: dict[str, Path] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--against {pair!r}: give NAME=RUN_FOLDER, e.g. sasrec=runs/industrial-cpu/sasrec")
+        run = Path(path) if Path(path).is_absolute() else ROOT / path
+        if not (run / "ranks_test.parquet").is_file():
+            raise SystemExit(f"--against {name}: {run} has no ranks_test.parquet (a finished, evaluated run folder)")
+        out[name] = run
+    return out
+
+
+def versus(run: Path, against: dict[str, Path]) -> dict[str, Any]:
+    """The run's paired difference (run − other) with each run of `against`, on the test rows both ranked."""
+    return {name: paired_runs(other, run, "test") for name, other in against.items()}
+
+
 def per_example(run: Path) -> dict[str, np.ndarray]:
     import pandas as pd
 
@@ -97,7 +124,11 @@ def main() -> None:
     ap.add_argument("--key", default=None, help="the results' key and work folder (default: the dataset's name)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="overrides of the recipe (the config's sft entry), e.g. model.sid_init=sampled")
+    ap.add_argument("--against", nargs="*", default=[], metavar="NAME=RUN",
+                    help="pair every arm with these finished runs of the same split (test rows matched by user, "
+                         "target and occurrence)")
     args = ap.parse_args()
+    against = parse_against(args.against)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -149,10 +180,13 @@ def main() -> None:
         summary[f"{key}.{arm}.ndcg@10"] = rows[arm]["test"]["ndcg@10"]
         summary[f"{key}.{arm}.train_seconds"] = rows[arm]["train_seconds"]
         summary[f"{key}.{arm}.targets_per_second"] = rows[arm]["targets_per_second"]
-        if arm != "recipe":
-            c = rows[arm]["vs_recipe"]["ndcg@10"]
-            k = f"{key}.{arm}.ndcg@10_vs_recipe"
-            summary[k], summary[f"{k}_lo"], summary[f"{k}_hi"] = c["diff"], c["ci95"][0], c["ci95"][1]
+        if against:
+            rows[arm]["versus"] = versus(run, against)
+        pairs = {"recipe": rows[arm].get("vs_recipe"), **rows[arm].get("versus", {})}
+        for name, pv in pairs.items():
+            if pv is not None:
+                k = f"{key}.{arm}.ndcg@10_vs_{name}"
+                summary[k], summary[f"{k}_lo"], summary[f"{k}_hi"] = (pv["ndcg@10"]["diff"], *pv["ndcg@10"]["ci95"])
     for arm in arms:  # validation curves of every arm, finished or not (an interrupted arm resumes on the next run)
         hist = out / arm / "history.jsonl"
         if hist.is_file():
@@ -172,6 +206,11 @@ def main() -> None:
                   f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "—",
                   f"{r['test']['hr@10']:.4f}", f"{r['train_seconds']:.0f}", f"{r['targets_per_second'] or 0:.0f}")
     console.print(t)
+    for arm, r in rows.items():
+        for name, pv in r.get("versus", {}).items():
+            d = pv["ndcg@10"]
+            console.print(f"{arm} − {name} ({rel(against[name])}): NDCG@10 {d['diff']:+.4f} "
+                          f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}], p = {d['p']:.3f}")
     old_config = old.get("config", {})
     settings = dict(old_config.get("settings", {}))
     if "datasets" in old_config:  # a results file from before --key: one setting, named by its dataset
@@ -179,7 +218,8 @@ def main() -> None:
             settings.setdefault(name, {"dataset": config_name, **{k: old_config.get(k) for k in (
                 "arms", "recipe_epochs", "recipe_overrides", "recipe")}})
     settings[key] = {"dataset": CONFIGS[args.dataset], "arms": list(done), "recipe_epochs": args.epochs,
-                     "recipe_overrides": args.set, "recipe": recipe}
+                     "recipe_overrides": args.set, "recipe": recipe,
+                     "against": {name: rel(run) for name, run in against.items()}}
     path = write_result("sft_recipe", summary=summary, config={"settings": settings}, raw=raw)
     console.print(f"wrote {path.relative_to(ROOT)}")
 
