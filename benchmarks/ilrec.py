@@ -6,7 +6,8 @@ Per dataset (Beauty with its given SIDs, industrial-partial with its given SIDs)
 2. from that checkpoint, the same number of extra steps with the same schedule, per seed:
    `sft_continued` (plain CE: the fair control), `ilrec` (CPO + CPD + CRR), `ilrec_no_cpo`,
    `ilrec_no_cpd`, `ilrec_no_crr`, and the preference baselines `dpo`, `sdpo` (β = 1), `dpo_sft`,
-   `sdpo_sft` (+ the target's CE), `dpo_beta0.1`, `sdpo_beta0.1`, `dpo_lr1e-5`, `sdpo_lr1e-5`;
+   `sdpo_sft` (+ the target's CE), `dpo_beta0.1`, `sdpo_beta0.1`, `dpo_lr1e-5`, `sdpo_lr1e-5`, and
+   `dpo_pop`, `sdpo_pop`, `dpo_random`, `sdpo_random` (popularity / uniform negatives, not beam);
 3. test HR/NDCG@5/10 on a fixed sample of the test split (beam 20), paired bootstrap against the
    control over test examples (per-example metrics averaged over seeds first);
 4. `--sweep`: layer choice and α / β sensitivity on validation (seed 0);
@@ -29,7 +30,8 @@ Per dataset (Beauty with its given SIDs, industrial-partial with its given SIDs)
 
 The preference-learning baselines sit in the same table: `dpo` and `sdpo` train from the same
 checkpoint for the same steps on the stage-1 model's beam-search hard negatives (one file per
-dataset, 3 per example: DPO takes the hardest, S-DPO all three).
+dataset, 3 per example: DPO takes the hardest, S-DPO all three); the `_pop` / `_random` arms on
+popularity-weighted / uniform samples for the same examples (a file per strategy).
 
 Runs live in runs/bench-ilrec/<scale>/<dataset>/…, each a normal run folder. `--arms` and `--seeds`
 say what to train; every finished run of every arm is collected. A dataset not named in
@@ -100,6 +102,12 @@ STAGE2_ARMS: dict[str, dict[str, Any]] = {
     # the S-DPO reference learning rate (a fifth of the stage-2 schedule's), with β = 1
     "dpo_lr1e-5": {"method": "dpo", "dpo": {"num_negatives": 1}, "training": {"lr": 1e-5}},
     "sdpo_lr1e-5": {"method": "sdpo", "dpo": {"num_negatives": 3}, "training": {"lr": 1e-5}},
+    # the negatives' source (default: the stage-1 model's beam search): popularity-weighted or uniform
+    # samples of items the user never had, for the same examples (the beam negatives are popular items)
+    "dpo_pop": {"method": "dpo", "dpo": {"num_negatives": 1}, "negatives": "popularity"},
+    "sdpo_pop": {"method": "sdpo", "dpo": {"num_negatives": 3}, "negatives": "popularity"},
+    "dpo_random": {"method": "dpo", "dpo": {"num_negatives": 1}, "negatives": "random"},
+    "sdpo_random": {"method": "sdpo", "dpo": {"num_negatives": 3}, "negatives": "random"},
 }
 NEGATIVES_PER_EXAMPLE = 3  # one file per dataset: DPO takes the hardest, S-DPO all three
 SWEEP: dict[str, dict[str, Any]] = {
@@ -165,17 +173,24 @@ def stage1_config(name: str, data: Path, scale: dict[str, Any]) -> dict[str, Any
             "eval": {**scale["eval"], "splits": ["valid", "test"]}}
 
 
-def negatives_file(work: Path, sft: Path, scale: dict[str, Any]) -> Path:
-    """Beam-search hard negatives of the stage-1 model for the examples stage 2 can see (cpu scale:
-    a seeded sample of max_steps × batch_size train rows, i.e. one epoch of DPO is the step budget)."""
+def negatives_strategy(arm: str) -> str | None:
+    """Where a stage-2 arm's negatives come from (`beam`, `popularity`, `random`); None: it needs none."""
+    spec = STAGE2_ARMS[arm]
+    return spec.get("negatives", "beam") if spec["method"] in ("dpo", "sdpo") else None
+
+
+def negatives_file(work: Path, sft: Path, scale: dict[str, Any], strategy: str = "beam") -> Path:
+    """Negatives for the examples stage 2 can see (with max_steps: a seeded sample of max_steps ×
+    batch_size train rows, i.e. one epoch of DPO is the step budget; the same rows for every strategy):
+    the stage-1 model's beam-search hard negatives, or popularity / uniform samples."""
     from sidrec.methods.preference.negatives import sample_run_negatives
 
-    path = work / "negatives-beam.parquet"
+    path = work / f"negatives-{strategy}.parquet"
     if not path.is_file():
         t = scale["stage2"]
         n = t["max_steps"] * t["batch_size"] if t.get("max_steps") else None
         t0 = time.perf_counter()
-        meta = sample_run_negatives(path, run=sft, strategy="beam", per_example=NEGATIVES_PER_EXAMPLE,
+        meta = sample_run_negatives(path, run=sft, strategy=strategy, per_example=NEGATIVES_PER_EXAMPLE,
                                     max_examples=n, seed=0, num_beams=NEGATIVES_PER_EXAMPLE + 10,
                                     device=t.get("device", "auto"))
         console.print(f"{rel(path)}: {meta['examples']} examples in {time.perf_counter() - t0:.0f} s")
@@ -311,10 +326,10 @@ def main() -> None:
         if not args.collect:  # train stage 1, then every stage-2 job (with --collect: read finished runs only)
             train_run(sft, stage1_config(name, data, scale), threads=args.workers * args.threads)
             train = {arm: [work / arm / f"seed{s}" for s in args.seeds] for arm in args.arms}
-            negatives = None
-            if any(STAGE2_ARMS[a]["method"] in ("dpo", "sdpo") for a in args.arms):
-                negatives = negatives_file(work, sft, scale)
-            jobs = [(run, stage2_config(sft, STAGE2_ARMS[arm], seed, sasrec, scale, negatives=negatives))
+            strategies = sorted({st for a in args.arms if (st := negatives_strategy(a)) is not None})
+            negatives = {st: negatives_file(work, sft, scale, st) for st in strategies}
+            jobs = [(run, stage2_config(sft, STAGE2_ARMS[arm], seed, sasrec, scale,
+                                        negatives=negatives.get(negatives_strategy(arm) or "")))
                     for seed_i, seed in enumerate(args.seeds) for arm in args.arms for run in [train[arm][seed_i]]]
             if args.sweep:
                 for key, extra in SWEEP.items():

@@ -75,3 +75,16 @@ def test_an_arm_is_paired_with_the_control_on_its_own_seeds(tmp_path: Path) -> N
     runs["ilrec_lam0.1"] = [make_run(tmp_path / "ilrec_lam0.1" / "seed1", ranks(8))]
     assert ilrec.vs_control(runs, "ilrec_lam0.1", "test")["control_seeds"] == [1]
     assert ilrec.vs_control(runs, "ilrec_lam0.1", "valid") == {}
+
+
+def test_each_preference_arm_names_a_negatives_strategy_and_ilrec_arms_none() -> None:
+    from sidrec.methods.preference.negatives import STRATEGIES
+
+    for name, arm in ilrec.STAGE2_ARMS.items():
+        strategy = ilrec.negatives_strategy(name)
+        if arm["method"] in ("dpo", "sdpo"):
+            assert strategy in STRATEGIES
+        else:
+            assert strategy is None
+    assert ilrec.negatives_strategy("dpo") == "beam" and ilrec.negatives_strategy("sdpo_pop") == "popularity"
+    assert ilrec.negatives_strategy("dpo_random") == "random"
