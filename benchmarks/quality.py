@@ -122,12 +122,14 @@ def check_same_settings(model: str, runs: dict[int, Path]) -> None:
 
 
 def seed_folders(work: Path, archived: Path) -> dict[int, Path]:
-    """Seed → the folder holding its finished runs: the run folder when it is there, else the archive."""
-    found: dict[int, Path] = {}
-    for base in (archived, work):  # a live run folder wins over its archived copy
-        for d in sorted(base.glob("seed*")) if base.is_dir() else []:
-            if d.name[4:].isdigit() and (d / "sft" / "ranks_test.parquet").is_file():
-                found[int(d.name[4:])] = d
+    """Seed → the archived folder holding its finished runs. Each live seed folder is archived first,
+    model by model, so a seed's folder holds every model's latest finished run: the ones a `--models`
+    subset retrained (live) beside the ones it left out (archived earlier)."""
+    for d in sorted(work.glob("seed*")) if work.is_dir() else []:
+        if d.name[4:].isdigit():
+            archive(d, archived / d.name)
+    found = {int(d.name[4:]): d for d in (sorted(archived.glob("seed*")) if archived.is_dir() else [])
+             if d.name[4:].isdigit() and (d / "sft" / "ranks_test.parquet").is_file()}
     return dict(sorted(found.items()))
 
 

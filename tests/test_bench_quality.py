@@ -35,6 +35,23 @@ def test_a_models_subset_refreshes_its_archived_seeds_and_keeps_the_others(tmp_p
         mean(ranks(100), ranks(101)) - mean(ranks(2), ranks(12)))
 
 
+def test_a_retrained_sft_is_collected_beside_the_archived_baselines(tmp_path: Path) -> None:
+    work, archived = tmp_path / "runs", tmp_path / "archive"
+    for seed in (0, 1):  # the config's earlier runs, archived
+        for i, model in enumerate(("sft", "tiger", "sasrec", "pop")):
+            make_run(archived / f"seed{seed}" / model, ranks(10 * seed + i))
+    for seed in (0, 1):  # `--models sft` after a change of the SFT recipe: live folders hold only SFT
+        make_run(work / f"seed{seed}" / "sft", ranks(200 + seed))
+    folders = quality.seed_folders(work, archived)
+    assert folders == {0: archived / "seed0", 1: archived / "seed1"}
+    res = quality.collect(folders)
+    mean = lambda *rs: sum(ndcg(r).mean() for r in rs) / len(rs)  # noqa: E731
+    assert set(res["means"]) == {"sft", "tiger", "sasrec", "pop"}  # the baselines are not dropped
+    assert res["means"]["sft"]["ndcg@10"] == pytest.approx(mean(ranks(200), ranks(201)))  # the new SFT
+    assert res["paired"]["sft_vs_sasrec"]["ndcg@10"]["diff"] == pytest.approx(
+        mean(ranks(200), ranks(201)) - mean(ranks(2), ranks(12)))
+
+
 def test_only_overrides_get_folders_of_their_own() -> None:
     assert quality.override_suffix({}) == ""
     assert quality.override_suffix({"train.sft.training.epochs": 4}).startswith("-set")
