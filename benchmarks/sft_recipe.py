@@ -23,8 +23,8 @@ evaluated on the whole test split and compared with the recipe by a paired boots
     python benchmarks/sft_recipe.py --dataset industrial --key industrial_6layers --epochs 6 --arms recipe \
         --set model.num_layers=6 'eval.splits=[valid, test]' \
         --against sasrec=benchmarks/results/quality-runs/industrial-cpu/seed0/sasrec \
-                  sft_4layers=benchmarks/results/quality-runs/industrial-cpu/seed0/sft
-        # a deeper recipe on industrial-partial, paired with quality.py's seed-0 SASRec and SFT (same split)
+                  sft=benchmarks/results/quality-runs/industrial-cpu/seed0/sft
+        # a deeper recipe on industrial-partial, paired with quality.py's seed-0 SASRec and 4-layer SFT
 
 Writes benchmarks/results/sft_recipe.json: summary `<key>.<arm>.ndcg@10`, `<key>.<arm>.ndcg@10_vs_recipe`
 (`_lo` / `_hi`), `<key>.<arm>.train_seconds`, `<key>.<arm>.targets_per_second`; `<key>` is the dataset
