@@ -166,7 +166,7 @@ def prepare_ml100k(work: Path) -> tuple[Path, dict[str, Path], dict[str, Any]]:
     return data, {"tfidf": path, "sids": sids}, info
 
 
-def prepare(work: Path, teachers: set[str]) -> tuple[Path, dict[str, Path], dict[str, Any]]:
+def prepare(work: Path) -> tuple[Path, dict[str, Path], dict[str, Any]]:
     """The imported dataset and both teachers' semantics.json (built once)."""
     from sidrec.data.dataset import Dataset
     from sidrec.sids.load import load_sid_table
@@ -185,7 +185,8 @@ def prepare(work: Path, teachers: set[str]) -> tuple[Path, dict[str, Path], dict
     info: dict[str, Any] = {}
     if not paths["released"].is_file():
         save_semantics(paths["released"], load_semantics(RELEASED, table).values())
-    if "tfidf" in teachers and not paths["tfidf"].is_file():
+    # the tfidf keywords also serve the SID-row diagnostics of every arm (`sid_row_diagnostics`)
+    if not paths["tfidf"].is_file():
         from sidrec.semantics.tfidf import tfidf_semantics
 
         t0 = time.perf_counter()
@@ -384,6 +385,20 @@ def sid_row_diagnostics(data: Path, semantics: dict[str, Path], runs: dict[str, 
     return out
 
 
+def merge_diagnostics(earlier: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The embedding diagnostics of this collection over an earlier one's: the diagnostics need a run's
+    weights, which only live runs have (the archive keeps metrics and ranks), so a run measured before keeps
+    its rows (`sid_rows.runs`, `align_cost`) unless this collection measured it again."""
+    out = {**earlier, **new}
+    if "sid_rows" in earlier or "sid_rows" in new:
+        rows_before, rows_now = earlier.get("sid_rows", {}), new.get("sid_rows", {})
+        out["sid_rows"] = {**rows_before, **rows_now,
+                           "runs": {**rows_before.get("runs", {}), **rows_now.get("runs", {})}}
+    if "align_cost" in earlier or "align_cost" in new:
+        out["align_cost"] = {**earlier.get("align_cost", {}), **new.get("align_cost", {})}
+    return out
+
+
 def batch_composition(lengths: Any, is_align: Any, batches: list[Any]) -> dict[str, float]:
     """What the align examples cost in one epoch's batches (`lengths`, `is_align`: per example; `batches`:
     example indices per batch, padded to the batch's longest): their share of the examples, of the real
@@ -561,12 +576,11 @@ def main() -> None:
                            "eval": {**base["eval"], "max_examples": 16}, "result": base["result"] + "-smoke"}
         args.scale = "smoke"
 
-    teachers = {ARMS[a][0] for a in args.arms} - {None}
     work = args.work if args.dataset == "industrial" else args.work / args.dataset
     from sidrec.errors import SidrecError
 
     try:  # e.g. the shared datasets missing: one line, as the CLI answers
-        data, semantics, sem_info = prepare(work, teachers) if args.dataset == "industrial" else prepare_ml100k(work)
+        data, semantics, sem_info = prepare(work) if args.dataset == "industrial" else prepare_ml100k(work)
     except SidrecError as e:
         raise SystemExit(f"error: {e}") from None
     if overrides:
@@ -626,6 +640,9 @@ def main() -> None:
               "arm_sid_init": {a: run_config(a, 0, settings, data, semantics)["model"]["sid_init"] for a in every},
               "run_config_example": run_config(f"{teacher}.tsrec", args.seeds[0], settings, data, semantics),
               "workers": args.workers, "threads_per_run": args.threads}
+    earlier = results / f"{name}.json"
+    if not args.smoke and earlier.is_file():  # runs measured by an earlier invocation (no weights now) keep theirs
+        diagnostics = merge_diagnostics(read_json(earlier).get("embedding_diagnostics", {}), diagnostics)
     extra = {"semantics": sem_info, "embedding_diagnostics": diagnostics}
     if args.smoke:
         from sidrec.utils.io import write_json

@@ -178,3 +178,21 @@ def test_the_align_cost_table_has_both_batchings(capsys: pytest.CaptureFixture[s
     lines = capsys.readouterr().out.splitlines()
     assert lines[2] == "| tfidf.ts_align (seed0), as trained | 0.20 | 0.47 | 0.97 | 1632 | — | 0.57 |"
     assert lines[3].startswith("| tfidf.ts_align (seed0), bucket by length |")
+
+
+def test_a_collection_keeps_the_diagnostics_of_runs_it_cannot_measure_again() -> None:
+    # runs archived without weights were measured by an earlier collection; a later one (other live runs)
+    # adds its own rows and replaces only what it measured again
+    earlier = {"sid_rows": {"teacher": "tfidf", "start.sampled": {"b": 1},
+                            "runs": {"sft": {"rows": "old"}, "tfidf.sa_init": {"rows": "old"}}},
+               "align_cost": {"tfidf.ts_align": {"run": "a"}}, "pretrained_mean_norm": 3.0}
+    new = {"sid_rows": {"teacher": "tfidf", "start.sampled": {"b": 2},
+                        "runs": {"released.sa_init": {"rows": "new"}, "sft": {"rows": "new"}}},
+           "pretrained_mean_norm": 3.2}
+    out = tsrec.merge_diagnostics(earlier, new)
+    assert out["sid_rows"]["runs"] == {"sft": {"rows": "new"}, "tfidf.sa_init": {"rows": "old"},
+                                       "released.sa_init": {"rows": "new"}}
+    assert out["sid_rows"]["start.sampled"] == {"b": 2} and out["pretrained_mean_norm"] == 3.2
+    assert out["align_cost"] == {"tfidf.ts_align": {"run": "a"}}
+    assert tsrec.merge_diagnostics({}, {}) == {}
+    assert tsrec.merge_diagnostics(earlier, {}) == earlier
